@@ -1,0 +1,45 @@
+"""Settings for the test suite: a separate Redis database and key prefix, fast hashing."""
+
+import os
+
+from .base import *  # noqa: F403
+from .base import DATABASES, VAR_DIR, env
+
+# Tests use their own Redis database unless REDIS_URL says otherwise, and a key
+# prefix per pytest-xdist worker so parallel workers never share a key.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
+FLASHSALE_REDIS_PREFIX = f"fstest:{_worker}"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": FLASHSALE_REDIS_PREFIX,
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient", "SOCKET_TIMEOUT": 5},
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": f"{FLASHSALE_REDIS_PREFIX}:asgi",
+        },
+    }
+}
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{FLASHSALE_REDIS_PREFIX}:celery:"}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so that the many-process tests share one database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}.sqlite3")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DEBUG = False
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}

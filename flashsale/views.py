@@ -1,0 +1,32 @@
+"""Project-wide endpoints: health."""
+
+import logging
+
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+from redis.exceptions import RedisError
+
+from flashsale.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+
+@require_GET
+def healthz(request):
+    """Answer 200 when the database and Redis both answer, 503 naming the failing part otherwise."""
+    failing = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        logger.warning("health check: database unavailable: %s", exc)
+        failing["database"] = "unavailable"
+    try:
+        redis_client().ping()
+    except (RedisError, OSError) as exc:
+        logger.warning("health check: redis unavailable: %s", exc)
+        failing["redis"] = "unavailable"
+    if failing:
+        return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
+    return JsonResponse({"status": "ok"})
