@@ -328,7 +328,13 @@ def order_reserve(*, claim: Claim, shopper, idempotency_key: str = "") -> Order:
 
 def order_mark_paid(*, order: Order) -> bool:
     """Mark a pending order paid and commit its units in Redis; False when it was no longer pending."""
-    updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(status=OrderStatus.PAID)
+    with transaction.atomic():
+        # The drop row's lock orders this against inventory_rebuild, which reads orders and rewrites
+        # Redis under the same lock: a rebuild sees this order either pending (and holds it) or paid.
+        _drop_lock(order.drop_id)
+        updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(
+            status=OrderStatus.PAID, updated_at=timezone.now()
+        )
     if not updated:
         order.refresh_from_db()
         return order.status == OrderStatus.PAID
@@ -346,6 +352,7 @@ def order_mark_failed(*, order: Order, failure_code: str) -> bool:
 
 def _order_unreserve(*, order: Order, failure_code: str) -> bool:
     with transaction.atomic():
+        _drop_lock(order.drop_id)
         updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING).update(
             status=OrderStatus.FAILED, failure_code=failure_code, updated_at=timezone.now()
         )
@@ -355,6 +362,11 @@ def _order_unreserve(*, order: Order, failure_code: str) -> bool:
         order.status = OrderStatus.FAILED
         order.failure_code = failure_code
     return bool(updated)
+
+
+def _drop_lock(drop_id: int) -> None:
+    """Lock the drop's row until the transaction ends (SQLite's IMMEDIATE transactions lock it all)."""
+    Drop.objects.select_for_update().filter(pk=drop_id).values_list("pk", flat=True).first()
 
 
 def order_claim(order: Order) -> Claim:
@@ -374,18 +386,20 @@ def inventory_rebuild(*, drop: Drop) -> RebuildResult:
     stock is ``quantity - sold`` as the database counts it.
     """
     with transaction.atomic():
-        drop = Drop.objects.get(pk=drop.pk)
+        # Hold the drop row while reading orders and rewriting Redis, so that no reservation,
+        # payment or failure lands between the two (each of them locks this row first).
+        drop = Drop.objects.select_for_update().get(pk=drop.pk)
         live = Order.objects.filter(drop_id=drop.pk, status__in=[OrderStatus.PENDING, OrderStatus.PAID])
         paid = list(live.filter(status=OrderStatus.PAID).values_list("claim_id", flat=True))
         pending = list(live.filter(status=OrderStatus.PENDING).values_list("claim_id", "shopper_id", "quantity"))
         per_shopper = list(live.values("shopper_id").annotate(units=Sum("quantity")).values_list("shopper_id", "units"))
-    args: list[object] = [drop.quantity, drop.sold, _hold_ms(), len(paid), len(pending), *paid]
-    for triple in pending:
-        args.extend(triple)
-    for pair in per_shopper:
-        args.extend(pair)
-    keys = inventory_keys(drop.pk)
-    stock, sold, held = lua_script("rebuild")(keys=keys.as_list(), args=args, client=redis_client())
+        args: list[object] = [drop.quantity, drop.sold, _hold_ms(), len(paid), len(pending), *paid]
+        for triple in pending:
+            args.extend(triple)
+        for pair in per_shopper:
+            args.extend(pair)
+        keys = inventory_keys(drop.pk)
+        stock, sold, held = lua_script("rebuild")(keys=keys.as_list(), args=args, client=redis_client())
     logger.info("rebuilt drop %s inventory from the database: stock=%s sold=%s held=%s", drop.pk, stock, sold, held)
     return RebuildResult(stock=stock, sold=sold, held=held)
 
