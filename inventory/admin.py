@@ -94,7 +94,7 @@ class DropAdmin(admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, drop: Drop) -> str:
-        return selectors.drop_state_get(drop=drop).label
+        return selectors.drop_state_get(drop=drop).value
 
     @admin.display(description="remaining")
     def remaining(self, drop: Drop) -> int:
@@ -116,25 +116,25 @@ class DropAdmin(admin.ModelAdmin):
             else:
                 obj.quantity = new_quantity
 
-    @admin.action(description="Pause the selected drops")
+    @admin.action(description="Pause the selected drops", permissions=["change"])
     def pause_drops(self, request, queryset) -> None:
         for drop in queryset:
             services.drop_pause(drop=drop)
         self.message_user(request, f"Paused {len(queryset)} drop(s).")
 
-    @admin.action(description="Resume the selected drops")
+    @admin.action(description="Resume the selected drops", permissions=["change"])
     def resume_drops(self, request, queryset) -> None:
         for drop in queryset:
             services.drop_resume(drop=drop)
         self.message_user(request, f"Resumed {len(queryset)} drop(s).")
 
-    @admin.action(description="End the selected drops now")
+    @admin.action(description="End the selected drops now", permissions=["change"])
     def end_drops(self, request, queryset) -> None:
         for drop in queryset:
             services.drop_end(drop=drop)
         self.message_user(request, f"Ended {len(queryset)} drop(s).")
 
-    @admin.action(description="Rebuild the Redis stock from the database")
+    @admin.action(description="Rebuild the Redis stock from the database", permissions=["change"])
     def reconcile_drops(self, request, queryset) -> None:
         for drop in queryset:
             result = services.inventory_rebuild(drop=drop)

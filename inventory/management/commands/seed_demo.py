@@ -39,7 +39,8 @@ class Command(BaseCommand):
                 [
                     "",
                     f"flashsale is starting on http://127.0.0.1:{port}/",
-                    f"  admin:  http://127.0.0.1:{port}/admin/  user {MERCHANDISER!r} password {MERCHANDISER_PASSWORD!r}"
+                    f"  admin:  http://127.0.0.1:{port}/admin/  "
+                    f"user {MERCHANDISER!r} password {MERCHANDISER_PASSWORD!r}"
                     + ("" if created else " (existing account; password unchanged)"),
                     f"  demo drop: http://127.0.0.1:{port}/drops/{DEMO_SLUG}/",
                     "  shoppers: sign up on the site, or `python manage.py create_shoppers --count 10 --prefix "
