@@ -30,3 +30,11 @@ def healthz(request):
     if failing:
         return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+def csrf_failure(request, reason: str = ""):
+    """Answer a missing or wrong CSRF token with the API's JSON error (pages get the same body)."""
+    return JsonResponse(
+        {"error": {"code": "csrf_failed", "message": "Send the csrftoken cookie's value in the X-CSRFToken header."}},
+        status=403,
+    )

@@ -1,0 +1,88 @@
+"""The JSON API's conventions in one place: error bodies, body parsing, authentication.
+
+Every error is a 4xx with ``{"error": {"code", "message"}}``; malformed JSON, a missing
+field or a wrong type is ``400 invalid_request``; a request that needs a shopper and has
+none is ``401 not_authenticated``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+
+MAX_JSON_BYTES = 16 * 1024
+
+
+class ApiError(Exception):
+    """An error the API answers with its status and code; raise it from views and parsers."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> JsonResponse:
+    response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message)
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    """Return the request's JSON object; an empty body counts as ``{}``."""
+    if len(request.body) > MAX_JSON_BYTES:
+        raise ApiError(413, "request_too_large", "The request body is too large.")
+    if not request.body.strip():
+        return {}
+    try:
+        data = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise invalid("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise invalid("The body must be a JSON object.")
+    return data
+
+
+def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True, default: Any = None) -> Any:
+    """Return ``data[name]`` checked to be of ``kind`` (bool is never an int here)."""
+    if name not in data or data[name] is None:
+        if required:
+            raise invalid(f"The field '{name}' is required.")
+        return default
+    value = data[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise invalid(f"The field '{name}' must be of type {kind.__name__}.")
+    return value
+
+
+def api_view(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Turn ``ApiError`` raised by the view into its JSON error response."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+
+    return wrapper
+
+
+def shopper_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Answer ``401 not_authenticated`` unless a shopper is signed in."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        if not request.user.is_authenticated:
+            return error_response(401, "not_authenticated", "Sign in first.")
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,3 @@
+"""Routes of the payments app (authorization, purchase, orders, Stripe webhook)."""
+
+urlpatterns: list = []
