@@ -7,4 +7,5 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("payments.urls")),
+    path("", include("waitingroom.urls")),
 ]

@@ -56,6 +56,11 @@ class Drop(models.Model):
     checkout_window = models.PositiveIntegerField(
         default=300, validators=[MinValueValidator(10)], help_text="Seconds an admitted shopper has to buy."
     )
+    admitted_cap_multiple = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="Admitted shoppers who have not finished are capped at this many times the free stock.",
+    )
     paused = models.BooleanField(default=False)
     armed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

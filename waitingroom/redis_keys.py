@@ -4,24 +4,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from inventory.redis_keys import drop_tag
 
 
 @dataclass(frozen=True)
 class QueueKeys:
     entries: str  # hash shopper id -> ticket (0 while in the pre-queue)
+    tickets: str  # hash ticket -> shopper id
     prequeue: str  # list of shopper ids in the pre-queue, in arrival order
+    started: str  # set once the pre-queue has been shuffled into tickets
     last_ticket: str  # highest ticket issued
     serving: str  # highest ticket admitted
-    admitted: str  # sorted set shopper id -> admission expiry (ms)
+    admitted: str  # sorted set shopper id -> admission expiry (ms): admitted and not finished
+    outcome: str  # hash shopper id -> "purchased" | "expired"
+    tick: str  # hash: last (ms of the last admission tick), carry (fraction), rate (measured, per s)
+    pow_spent: str  # prefix: + challenge signature, set once a proof-of-work was used
 
 
 def queue_keys(drop_id: int) -> QueueKeys:
     tag = drop_tag(drop_id)
     return QueueKeys(
         entries=f"{tag}:q:entries",
+        tickets=f"{tag}:q:tickets",
         prequeue=f"{tag}:q:prequeue",
+        started=f"{tag}:q:started",
         last_ticket=f"{tag}:q:last_ticket",
         serving=f"{tag}:q:serving",
         admitted=f"{tag}:q:admitted",
+        outcome=f"{tag}:q:outcome",
+        tick=f"{tag}:q:tick",
+        pow_spent=f"{tag}:pow:",
     )
+
+
+def updates_channel(drop_id: int) -> str:
+    """Pub/sub channel on which a drop's websocket frames are published."""
+    return f"{settings.FLASHSALE_REDIS_PREFIX}:ws:{drop_id}"
+
+
+def updates_pattern() -> str:
+    return f"{settings.FLASHSALE_REDIS_PREFIX}:ws:*"

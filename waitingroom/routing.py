@@ -1,3 +1,9 @@
 """Websocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from .consumers import DropConsumer
+
+websocket_urlpatterns = [
+    path("ws/drops/<slug:slug>/", DropConsumer.as_asgi()),
+]

@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+import enum
+import math
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flashsale.formats import iso_utc
 from flashsale.redis import redis_client
-from inventory.models import Drop
+from inventory.models import Drop, DropState
+from inventory.redis_keys import inventory_keys
 from inventory.selectors import drop_state_get, orders_by_status, stock_get
 from payments.selectors import authorization_counts
 
 from .redis_keys import queue_keys
+from .scripts import lua_script
+
+DROP_CACHE_SECONDS = 1.0
+_drop_cache: dict[str, tuple[float, Drop | None]] = {}
+
+
+class EntryStatus(enum.StrEnum):
+    PREQUEUE = "prequeue"
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    EXPIRED = "expired"
+    PURCHASED = "purchased"
+    SOLD_OUT = "sold_out"
+
+
+@dataclass(frozen=True)
+class Entry:
+    status: EntryStatus
+    ticket: int | None
+    position: int | None
+    serving: int
+    length: int
+    eta_seconds: int | None
+    admission_expires_at: datetime | None
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status.value,
+            "ticket": self.ticket,
+            "position": self.position,
+            "serving": self.serving,
+            "length": self.length,
+            "eta_seconds": self.eta_seconds,
+            "admission_expires_at": iso_utc(self.admission_expires_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -18,6 +58,77 @@ class QueueStats:
     length: int  # shoppers queued, pre-queue included
     serving: int  # highest ticket admitted
     admitted: int  # shoppers admitted whose checkout window is still open
+
+
+def drop_cached_get(*, slug: str) -> Drop | None:
+    """Return the visible drop with this slug, read from the database at most once a second per process.
+
+    The join and position paths use it so that the herd never reaches the database.
+    """
+    now = time.monotonic()
+    hit = _drop_cache.get(slug)
+    if hit is not None and now - hit[0] < DROP_CACHE_SECONDS:
+        return hit[1]
+    drop = Drop.objects.select_related("product").filter(slug=slug, is_draft=False).first()
+    _drop_cache[slug] = (now, drop)
+    return drop
+
+
+def drop_cache_clear() -> None:
+    _drop_cache.clear()
+
+
+def entry_build(
+    *,
+    drop: Drop,
+    ticket: int,
+    serving: int,
+    length: int,
+    expires_ms: int,
+    outcome: str,
+    rate: float,
+    sold_out: bool,
+) -> Entry:
+    """Derive the entry the API shows from the raw queue figures."""
+    expires_at = datetime.fromtimestamp(expires_ms / 1000, tz=UTC) if expires_ms else None
+    if ticket == 0:
+        status = EntryStatus.SOLD_OUT if sold_out else EntryStatus.PREQUEUE
+        return Entry(status, None, None, serving, length, None, None)
+    if outcome == "purchased":
+        return Entry(EntryStatus.PURCHASED, ticket, 0, serving, length, 0, None)
+    if ticket <= serving:
+        if expires_at is not None and expires_ms > time.time() * 1000:
+            return Entry(EntryStatus.ADMITTED, ticket, 0, serving, length, 0, expires_at)
+        return Entry(EntryStatus.EXPIRED, ticket, 0, serving, length, None, None)
+    position = ticket - serving
+    if sold_out:
+        return Entry(EntryStatus.SOLD_OUT, ticket, position, serving, length, None, None)
+    per_second = rate if rate >= 1 else drop.admission_rate
+    return Entry(EntryStatus.WAITING, ticket, position, serving, length, math.ceil(position / per_second), None)
+
+
+def entry_get(*, drop: Drop, shopper_id: int) -> Entry | None:
+    """Read one shopper's entry in one Redis call; None when they are not in the queue."""
+    q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
+    ticket, serving, length, expires_ms, outcome, rate, _last, stock, holds = lua_script("entry")(
+        keys=[q.entries, q.serving, q.admitted, q.outcome, q.tick, q.last_ticket, inv.stock, inv.holds],
+        args=[shopper_id],
+        client=redis_client(),
+    )
+    if ticket < 0:
+        return None
+    outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+    sold_out = drop.state_at(remaining=1) is not DropState.ENDED and stock == 0 and holds == 0
+    return entry_build(
+        drop=drop,
+        ticket=ticket,
+        serving=serving,
+        length=length,
+        expires_ms=expires_ms,
+        outcome=outcome,
+        rate=rate / 1000,
+        sold_out=sold_out,
+    )
 
 
 def queue_stats_get(*, drop_id: int) -> QueueStats:
@@ -53,6 +164,26 @@ def drop_public_get(*, drop: Drop) -> dict:
         "admission_rate": drop.admission_rate,
         "checkout_window": drop.checkout_window,
         "queue": {"length": queue.length, "serving": queue.serving},
+    }
+
+
+def drop_frame_get(*, drop: Drop) -> dict:
+    """Return the websocket's drop frame from Redis alone (one pipeline, no database)."""
+    q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.get(inv.stock)
+    pipe.hlen(inv.holds)
+    pipe.hlen(q.entries)
+    pipe.get(q.serving)
+    stock, holds, length, serving = pipe.execute()
+    remaining = int(stock) if stock is not None else drop.quantity - drop.sold
+    state = drop.state_at(remaining=remaining + (1 if holds else 0))
+    return {
+        "type": "drop",
+        "state": state.value,
+        "remaining": remaining,
+        "serving": int(serving or 0),
+        "length": int(length),
     }
 
 

@@ -1,12 +1,193 @@
-"""Writes of the waiting room: shoppers."""
+"""Writes of the waiting room: tickets, the pre-queue draw, admission ticks, admissions, shoppers.
+
+Joining is one Lua call and touches no database; the admission tick is one Lua call per
+drop per second, atomic, so any number of tickers admit each shopper exactly once.
+"""
 
 from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
+from django.utils import timezone
+
+from flashsale.redis import redis_client
+from inventory.models import Drop, DropState
+from inventory.redis_keys import inventory_keys
+from payments.redis_keys import authorized_key
+
+from . import realtime, selectors
+from .errors import (
+    AdmissionExpired,
+    AuthorizationRequired,
+    DropNotOpen,
+    NotAdmitted,
+    PowReplayed,
+    QueueSoldOut,
+)
+from .redis_keys import queue_keys
+from .scripts import FinishResult, JoinResult, StartResult, lua_script
+from .selectors import Entry, EntryStatus
+
+logger = logging.getLogger(__name__)
 
 BULK_BATCH = 5_000
+ADMIT_MAX_PER_TICK = 10_000
+JOINABLE = {DropState.PREQUEUE, DropState.LIVE, DropState.PAUSED}
+
+
+@dataclass(frozen=True)
+class TickResult:
+    serving_before: int
+    serving: int
+    active: int
+    measured_rate: float
+    admitted: list[int]
+    expired: list[int]
+
+
+def ticket_issue(
+    *,
+    drop: Drop,
+    shopper_id: int,
+    require_authorization: bool = True,
+    pow_marker: str | None = None,
+    pow_ttl: int = 600,
+) -> tuple[Entry, bool]:
+    """Queue the shopper (pre-queue before the start, a ticket after) in one Redis call.
+
+    Returns the entry and whether it was created now. ``pow_marker`` is the proof-of-work's
+    signature: it is spent in the same call, so a replayed one is refused atomically.
+    """
+    if drop.state_at(remaining=1) not in JOINABLE:
+        raise DropNotOpen
+    q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
+    code, ticket, serving, length = lua_script("join")(
+        keys=[
+            q.entries,
+            q.tickets,
+            q.prequeue,
+            q.started,
+            q.last_ticket,
+            q.serving,
+            authorized_key(drop.pk),
+            inv.stock,
+            inv.holds,
+            f"{q.pow_spent}{pow_marker}" if pow_marker else "",
+        ],
+        args=[shopper_id, 1 if require_authorization else 0, pow_ttl],
+        client=redis_client(),
+    )
+    result = JoinResult(code)
+    if result is JoinResult.AUTHORIZATION_REQUIRED:
+        raise AuthorizationRequired
+    if result is JoinResult.SOLD_OUT:
+        raise QueueSoldOut
+    if result is JoinResult.POW_REPLAYED:
+        raise PowReplayed
+    if result is JoinResult.EXISTING:
+        # The whole entry (admitted, expired, purchased...) needs the full read.
+        return selectors.entry_get(drop=drop, shopper_id=shopper_id), False
+    return selectors.entry_build(
+        drop=drop, ticket=ticket, serving=serving, length=length, expires_ms=0, outcome="", rate=0.0, sold_out=False
+    ), True
+
+
+def queue_start(*, drop: Drop) -> StartResult:
+    """Draw the pre-queue's order with a cryptographically secure shuffle and give tickets 1..M at once."""
+    q = queue_keys(drop.pk)
+    client = redis_client()
+    for _ in range(10):
+        if client.exists(q.started):
+            return StartResult.ALREADY_STARTED
+        waiting = client.lrange(q.prequeue, 0, -1)
+        secrets.SystemRandom().shuffle(waiting)
+        code, count = lua_script("start")(
+            keys=[q.entries, q.tickets, q.prequeue, q.started, q.last_ticket], args=waiting, client=client
+        )
+        result = StartResult(code)
+        if result is not StartResult.CHANGED:
+            if result is StartResult.STARTED:
+                logger.info("drop %s started: %s pre-queued shoppers drew tickets 1..%s", drop.pk, count, count)
+            return result
+    raise RuntimeError(f"the pre-queue of drop {drop.pk} kept changing during the draw")
+
+
+def queue_admit_batch(*, drop: Drop, now_ms: int | None = None, publish: bool = True) -> TickResult:
+    """Run one admission tick: admit at the drop's rate, expire finished windows, tell the shoppers."""
+    state = drop.state_at(remaining=1)
+    if state in (DropState.LIVE, DropState.PAUSED):
+        queue_start(drop=drop)
+    rate = drop.admission_rate if state is DropState.LIVE else 0
+    q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
+    raw = lua_script("tick")(
+        keys=[q.tick, q.serving, q.last_ticket, q.tickets, q.admitted, q.outcome, inv.stock],
+        args=[
+            rate,
+            drop.checkout_window * 1000,
+            drop.admitted_cap_multiple,
+            "" if now_ms is None else now_ms,
+            ADMIT_MAX_PER_TICK,
+        ],
+        client=redis_client(),
+    )
+    ids = [int(x) if not isinstance(x, bytes) or x != b"|" else None for x in raw[4:]]
+    split = ids.index(None)
+    result = TickResult(
+        serving_before=raw[0],
+        serving=raw[1],
+        active=raw[2],
+        measured_rate=raw[3] / 1000,
+        expired=ids[:split],
+        admitted=ids[split + 1 :],
+    )
+    if result.expired:
+        _expired_followups(drop=drop, shopper_ids=result.expired)
+    if publish:
+        realtime.tick_publish(drop=drop, tick=result)
+    return result
+
+
+def _expired_followups(*, drop: Drop, shopper_ids: list[int]) -> None:
+    """Release the card holds of shoppers whose checkout window closed unused, and tell them."""
+    from . import tasks  # tasks import this module
+
+    for shopper_id in shopper_ids:
+        transaction.on_commit(lambda s=shopper_id: tasks.admission_expired_release.delay(drop.pk, s))
+
+
+def queue_tick_all(*, now_ms: int | None = None) -> dict[str, int]:
+    """Tick every drop that is live or paused (Celery beat, every second)."""
+    now = timezone.now()
+    ticked = {}
+    for drop in Drop.objects.filter(starts_at__lte=now, is_draft=False).exclude(ends_at__lte=now):
+        ticked[drop.slug] = queue_admit_batch(drop=drop, now_ms=now_ms).serving
+    return ticked
+
+
+def admission_check(*, drop: Drop, shopper_id: int) -> Entry:
+    """Return the shopper's entry if they may buy now; raise NotAdmitted or AdmissionExpired."""
+    entry = selectors.entry_get(drop=drop, shopper_id=shopper_id)
+    if entry is None or entry.status in (EntryStatus.PREQUEUE, EntryStatus.WAITING, EntryStatus.SOLD_OUT):
+        raise NotAdmitted
+    if entry.status is EntryStatus.EXPIRED:
+        raise AdmissionExpired
+    return entry
+
+
+def admission_complete(*, drop: Drop, shopper_id: int) -> FinishResult:
+    """Mark the admitted shopper as having bought: they stop counting against the cap; tell everyone."""
+    q = queue_keys(drop.pk)
+    result = FinishResult(
+        lua_script("finish")(keys=[q.admitted, q.outcome], args=[shopper_id, "purchased"], client=redis_client())
+    )
+    realtime.entry_publish(drop=drop, shopper_id=shopper_id)
+    realtime.drop_publish(drop=drop)
+    return result
 
 
 def shoppers_create_bulk(*, count: int, prefix: str, password: str) -> int:

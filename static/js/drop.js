@@ -1,0 +1,165 @@
+// The drop page: countdown, join (proof-of-work solved here), live position over the websocket
+// with reconnect and backoff, polling while the socket is down, and one-click buy.
+const root = document.getElementById("drop");
+const slug = root.dataset.slug;
+const $ = (id) => document.getElementById(id);
+const api = `/api/drops/${slug}`;
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function call(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = response.status === 204 ? {} : await response.json();
+  return { status: response.status, data };
+}
+
+function say(text) { $("status").textContent = text; }
+function fail(data) { $("error").textContent = data?.error?.message || "Something went wrong; try again."; }
+
+// --- countdown --------------------------------------------------------------------------------
+function tickCountdown() {
+  const startsAt = Date.parse($("countdown").dataset.startsAt);
+  const left = Math.max(0, Math.round((startsAt - Date.now()) / 1000));
+  $("countdown").textContent = left > 0 ? `Starts in ${Math.floor(left / 60)}m ${left % 60}s` : "";
+}
+setInterval(tickCountdown, 1000);
+tickCountdown();
+
+// --- drop and entry rendering -------------------------------------------------------------------
+let lastEntry = null;
+function renderDrop(frame) {
+  $("state").textContent = frame.state;
+  $("remaining").textContent = frame.remaining;
+  if (lastEntry && lastEntry.ticket && lastEntry.status === "waiting") {
+    renderEntry({ ...lastEntry, serving: frame.serving, position: Math.max(0, lastEntry.ticket - frame.serving) });
+  }
+  if (frame.state === "sold_out" && lastEntry && lastEntry.status !== "purchased") {
+    renderEntry({ ...lastEntry, status: "sold_out" });
+  }
+}
+
+function renderEntry(entry) {
+  const previous = lastEntry && lastEntry.status;
+  lastEntry = entry;
+  const join = $("join"), buy = $("buy"), progress = $("progress");
+  if (join) join.hidden = true;
+  progress.hidden = entry.status !== "waiting";
+  buy.hidden = entry.status !== "admitted";
+  if (entry.status === "prequeue") say("You are in the pre-queue. Your place is drawn fairly when the drop starts.");
+  if (entry.status === "waiting") {
+    const done = entry.ticket ? Math.min(100, Math.round((100 * entry.serving) / entry.ticket)) : 0;
+    progress.value = done;
+    const eta = entry.eta_seconds == null ? "" : ` About ${entry.eta_seconds} s to go.`;
+    say(`You are number ${entry.position} in line.${eta}`);
+  }
+  if (entry.status === "admitted") {
+    const until = entry.admission_expires_at ? new Date(entry.admission_expires_at).toLocaleTimeString() : "";
+    say(`You're in! Buy before ${until}.`);
+    if (previous !== "admitted") buy.focus();
+  }
+  if (entry.status === "expired") say("Your checkout window closed.");
+  if (entry.status === "purchased") say("Bought! See your orders.");
+  if (entry.status === "sold_out") say("Sold out. Your card hold will be released.");
+}
+
+// --- live updates: websocket first, polling while it is down -----------------------------------
+let socket = null, backoff = 500, pollTimer = null;
+function startPolling() {
+  if (pollTimer) return;
+  pollTimer = setInterval(async () => {
+    const drop = await call("GET", api);
+    if (drop.status === 200) renderDrop(drop.data);
+    if (lastEntry) {
+      const entry = await call("GET", `${api}/queue`);
+      if (entry.status === 200) renderEntry(entry.data);
+    }
+  }, 2000);
+}
+function stopPolling() { clearInterval(pollTimer); pollTimer = null; }
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/ws/drops/${slug}/`);
+  socket.onopen = () => { backoff = 500; stopPolling(); };
+  socket.onmessage = (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.type === "drop") renderDrop(frame);
+    if (frame.type === "entry") renderEntry(frame);
+  };
+  socket.onclose = (event) => {
+    if (event.code === 4401 || event.code === 4404) return;
+    startPolling();
+    setTimeout(connect, backoff + Math.random() * backoff);
+    backoff = Math.min(backoff * 2, 15000);
+  };
+}
+
+// --- join: proof-of-work, fingerprint, queue ----------------------------------------------------
+async function sha256Hex(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function solve(challenge) {
+  for (let n = 0; n <= challenge.maxnumber; n++) {
+    if ((await sha256Hex(challenge.salt + n)) === challenge.challenge) {
+      return btoa(JSON.stringify({ algorithm: challenge.algorithm, challenge: challenge.challenge, number: n,
+                                   salt: challenge.salt, signature: challenge.signature }));
+    }
+  }
+  throw new Error("no solution");
+}
+
+async function fingerprint() {
+  const signals = [navigator.userAgent, navigator.language, screen.width, screen.height, screen.colorDepth,
+                   Intl.DateTimeFormat().resolvedOptions().timeZone, navigator.hardwareConcurrency,
+                   navigator.webdriver ? "webdriver" : ""].join("|");
+  return sha256Hex(signals);
+}
+
+async function join() {
+  $("error").textContent = "";
+  $("join").disabled = true;
+  say("Checking you are not a bot…");
+  try {
+    const challenge = await call("GET", `${api}/challenge`);
+    if (challenge.status !== 200) return fail(challenge.data);
+    const body = { altcha: await solve(challenge.data), fingerprint: await fingerprint() };
+    let joined = await call("POST", `${api}/queue`, body);
+    if (joined.status === 402) {
+      say("Holding your card for this drop…");
+      const auth = await call("POST", `${api}/authorization`, { payment_method: "pm_card_visa" });
+      if (auth.status !== 200 && auth.status !== 201) return fail(auth.data);
+      const retry = await call("GET", `${api}/challenge`);
+      joined = await call("POST", `${api}/queue`, { ...body, altcha: await solve(retry.data) });
+    }
+    if (joined.status === 200 || joined.status === 201) renderEntry(joined.data);
+    else fail(joined.data);
+  } finally {
+    $("join").disabled = false;
+  }
+}
+
+async function buy() {
+  $("buy").disabled = true;
+  const bought = await call("POST", `${api}/purchase`, {});
+  $("buy").disabled = false;
+  if (bought.status === 200 || bought.status === 201) renderEntry({ ...lastEntry, status: "purchased" });
+  else fail(bought.data);
+}
+
+if (root.dataset.signedIn === "1") {
+  $("join").addEventListener("click", join);
+  $("buy").addEventListener("click", buy);
+  call("GET", "/api/session");  // sets the csrftoken cookie
+  call("GET", `${api}/queue`).then((entry) => { if (entry.status === 200) renderEntry(entry.data); });
+  connect();
+}

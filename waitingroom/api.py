@@ -1,0 +1,133 @@
+"""JSON API of sessions, shoppers, drops and the queue: parse, call a service or selector, shape JSON."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate, get_user_model, login, logout
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_http_methods
+
+from flashsale.api import ApiError, api_view, field, invalid, json_body, shopper_required
+from inventory.errors import InventoryError
+
+from . import pow, selectors, services
+
+FINGERPRINT_LENGTH = (8, 256)
+
+
+def _drop_or_404(slug: str):
+    drop = selectors.drop_cached_get(slug=slug)
+    if drop is None:
+        raise ApiError(404, "not_found", "There is no such drop.")
+    return drop
+
+
+def _domain(exc: InventoryError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
+
+
+# --- Session and accounts ----------------------------------------------------------------------
+
+
+def _session_body(request: HttpRequest) -> dict:
+    user = request.user
+    return {"authenticated": user.is_authenticated, "username": user.username if user.is_authenticated else None}
+
+
+@ensure_csrf_cookie
+@require_http_methods(["GET", "POST", "DELETE"])
+@api_view
+def session(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return JsonResponse(_session_body(request))
+    if request.method == "DELETE":
+        logout(request)
+        return HttpResponse(status=204)
+    data = json_body(request)
+    username, password = field(data, "username", str), field(data, "password", str)
+    user = authenticate(request, username=username, password=password)
+    if user is None:
+        raise ApiError(400, "invalid_credentials", "The username or password is wrong.")
+    login(request, user)
+    return JsonResponse(_session_body(request))
+
+
+@require_http_methods(["POST"])
+@api_view
+def shoppers(request: HttpRequest) -> JsonResponse:
+    data = json_body(request)
+    username, email, password = field(data, "username", str), field(data, "email", str), field(data, "password", str)
+    User = get_user_model()
+    candidate = User(username=username, email=email)
+    try:
+        User.username_validator(username)
+        validate_password(password, user=candidate)
+    except ValidationError as exc:
+        raise invalid(" ".join(exc.messages)) from None
+    if not username or len(username) > 150:
+        raise invalid("The username must have 1 to 150 characters.")
+    if User.objects.filter(username=username).exists():
+        raise ApiError(409, "username_taken", "That username is taken.")
+    try:
+        user = User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:
+        raise ApiError(409, "username_taken", "That username is taken.") from None
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return JsonResponse({"username": user.username}, status=201)
+
+
+# --- Drops ---------------------------------------------------------------------------------------
+
+
+@require_GET
+@api_view
+def drop_list(request: HttpRequest) -> JsonResponse:
+    from inventory.selectors import drop_list_visible
+
+    return JsonResponse({"drops": [selectors.drop_public_get(drop=d) for d in drop_list_visible()]})
+
+
+@require_GET
+@api_view
+def drop_detail(request: HttpRequest, slug: str) -> JsonResponse:
+    return JsonResponse(selectors.drop_public_get(drop=_drop_or_404(slug)))
+
+
+@require_http_methods(["GET", "POST"])
+@api_view
+@shopper_required
+def challenge(request: HttpRequest, slug: str) -> JsonResponse:
+    drop = _drop_or_404(slug)
+    return JsonResponse(pow.challenge_create(drop_id=drop.pk, shopper_id=request.user.pk))
+
+
+# --- The queue -----------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@api_view
+@shopper_required
+def queue(request: HttpRequest, slug: str) -> JsonResponse:
+    drop = _drop_or_404(slug)
+    shopper_id = request.user.pk
+    if request.method == "GET":
+        entry = selectors.entry_get(drop=drop, shopper_id=shopper_id)
+        if entry is None:
+            raise ApiError(404, "not_in_queue", "You are not in this drop's queue.")
+        return JsonResponse(entry.as_dict())
+    data = json_body(request)
+    payload = field(data, "altcha", str)
+    fingerprint = field(data, "fingerprint", str)
+    if not FINGERPRINT_LENGTH[0] <= len(fingerprint) <= FINGERPRINT_LENGTH[1]:
+        raise invalid("The fingerprint must have 8 to 256 characters.")
+    try:
+        proof = pow.pow_verify(payload=payload, drop_id=drop.pk, shopper_id=shopper_id)
+        entry, created = services.ticket_issue(
+            drop=drop, shopper_id=shopper_id, pow_marker=proof.signature, pow_ttl=proof.expires_in
+        )
+    except InventoryError as exc:
+        raise _domain(exc) from None
+    return JsonResponse(entry.as_dict(), status=201 if created else 200)

@@ -1,0 +1,51 @@
+"""The drop websocket: authenticate, register with this process's fan-out hub, send the first frames."""
+
+from __future__ import annotations
+
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import selectors
+from .realtime import hub
+
+MAX_FRAME_BYTES = 1024
+
+
+class DropConsumer(AsyncWebsocketConsumer):
+    drop_id: int
+    shopper_id: int
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
+        if drop is None:
+            await self.close(code=4404)
+            return
+        self.drop, self.drop_id, self.shopper_id = drop, drop.pk, user.pk
+        await self.accept()
+        hub.add(self)
+        frame, entry = await database_sync_to_async(self._first_frames)()
+        await self.send(text_data=json.dumps(frame))
+        if entry is not None:
+            await self.send(text_data=json.dumps({"type": "entry", **entry.as_dict()}))
+
+    def _first_frames(self):
+        return (
+            selectors.drop_frame_get(drop=self.drop),
+            selectors.entry_get(drop=self.drop, shopper_id=self.shopper_id),
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "drop_id"):
+            hub.discard(self)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # The socket only speaks; a client that sends large or binary frames is closed.
+        if bytes_data is not None or (text_data is not None and len(text_data) > MAX_FRAME_BYTES):
+            await self.close(code=1009)

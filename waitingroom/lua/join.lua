@@ -1,0 +1,31 @@
+-- join: put a shopper in the queue in one round trip: the existing entry, or the pre-queue, or a ticket.
+-- KEYS[1] entries  KEYS[2] tickets  KEYS[3] prequeue  KEYS[4] started  KEYS[5] last_ticket  KEYS[6] serving
+-- KEYS[7] authorized (payments)  KEYS[8] stock (inventory)  KEYS[9] holds (inventory)
+-- KEYS[10] spent proof-of-work marker ('' when none is checked)
+-- ARGV[1] shopper id  ARGV[2] 1 when a card authorization is required  ARGV[3] seconds the marker lives
+-- Returns {code, ticket, serving, length}: 1 TICKETED, 2 PREQUEUED, 3 EXISTING, 4 AUTHORIZATION_REQUIRED,
+--   5 SOLD_OUT, 6 POW_REPLAYED
+local serving = tonumber(redis.call('GET', KEYS[6]) or '0')
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then
+  return {3, tonumber(existing), serving, redis.call('HLEN', KEYS[1])}
+end
+if ARGV[2] == '1' and redis.call('SISMEMBER', KEYS[7], ARGV[1]) == 0 then
+  return {4, 0, serving, redis.call('HLEN', KEYS[1])}
+end
+local stock = redis.call('GET', KEYS[8])
+if stock and tonumber(stock) <= 0 and redis.call('HLEN', KEYS[9]) == 0 then
+  return {5, 0, serving, redis.call('HLEN', KEYS[1])}
+end
+if KEYS[10] ~= '' and not redis.call('SET', KEYS[10], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then
+  return {6, 0, serving, redis.call('HLEN', KEYS[1])}
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  local ticket = redis.call('INCR', KEYS[5])
+  redis.call('HSET', KEYS[1], ARGV[1], ticket)
+  redis.call('HSET', KEYS[2], ticket, ARGV[1])
+  return {1, ticket, serving, redis.call('HLEN', KEYS[1])}
+end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], 0)
+return {2, 0, serving, redis.call('HLEN', KEYS[1])}

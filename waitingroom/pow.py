@@ -1,0 +1,68 @@
+"""Proof-of-work with ALTCHA: challenges bound to one shopper and one drop, each accepted once.
+
+The binding lives in the challenge's salt parameters, which the HMAC signature covers; the
+"accepted once" part is the join script spending the signature in Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import parse_qs
+
+import altcha
+from django.conf import settings
+from django.utils import timezone
+
+from .errors import PowInvalid
+
+CHALLENGE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class VerifiedPow:
+    signature: str  # spent once, by the join script
+    expires_in: int  # seconds the challenge had left
+
+
+def _key() -> str:
+    return f"altcha:{settings.SECRET_KEY}"
+
+
+def challenge_create(*, drop_id: int, shopper_id: int, cost: int | None = None) -> dict:
+    """Return a fresh challenge in the JSON shape the ALTCHA widget expects."""
+    challenge = altcha.create_challenge_v1(
+        hmac_key=_key(),
+        max_number=cost or settings.POW_COST,
+        expires=timezone.now() + timedelta(seconds=CHALLENGE_SECONDS),
+        params={"drop": str(drop_id), "shopper": str(shopper_id)},
+    )
+    return {
+        "algorithm": challenge.algorithm,
+        "challenge": challenge.challenge,
+        "maxnumber": challenge.max_number,
+        "salt": challenge.salt,
+        "signature": challenge.signature,
+    }
+
+
+def pow_verify(*, payload: str, drop_id: int, shopper_id: int) -> VerifiedPow:
+    """Check a widget payload: well formed, solved, signed by us, unexpired, for this drop and shopper."""
+    try:
+        data = json.loads(base64.b64decode(payload, validate=True))
+    except (binascii.Error, ValueError):
+        raise PowInvalid from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("salt", "signature")):
+        raise PowInvalid
+    ok, _error = altcha.verify_solution_v1(data, _key(), check_expires=True)
+    if not ok:
+        raise PowInvalid
+    params = parse_qs(data["salt"].split("?", 1)[1] if "?" in data["salt"] else "")
+    if params.get("drop") != [str(drop_id)] or params.get("shopper") != [str(shopper_id)]:
+        raise PowInvalid("This proof-of-work was made for another drop or shopper.")
+    expires = int(params.get("expires", ["0"])[0])
+    remaining = max(1, expires - int(timezone.now().timestamp()))
+    return VerifiedPow(signature=data["signature"], expires_in=remaining)

@@ -1,0 +1,174 @@
+"""Live updates: group names, frames and the fan-out that carries them to websockets.
+
+Publishing is one Redis PUBLISH per drop per tick, whatever the number of shoppers. Each
+server process runs one pub/sub subscriber (the ``Hub``) that holds its own sockets by
+drop and by shopper: a drop frame is serialized once and written to every local socket of
+that drop; a personal entry frame goes only to that shopper's sockets. This replaces a
+Channels ``group_send`` per broadcast, which costs a channel-layer message per socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Protocol
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from flashsale.redis import redis_client
+
+from .redis_keys import updates_channel, updates_pattern
+from .selectors import drop_frame_get, entry_build, entry_get
+
+if TYPE_CHECKING:
+    from inventory.models import Drop
+
+    from .services import TickResult
+
+logger = logging.getLogger(__name__)
+
+
+# --- Publishing (sync: services and tasks) ---------------------------------------------------
+
+
+def _publish(drop_id: int, *, frame: dict | None = None, entries: dict[int, dict] | None = None) -> None:
+    message = {
+        "frame": json.dumps(frame) if frame else None,
+        "entries": {str(k): json.dumps(v) for k, v in (entries or {}).items()},
+    }
+    try:
+        redis_client().publish(updates_channel(drop_id), json.dumps(message))
+    except RedisError as exc:  # live updates are best effort: polling still answers
+        logger.warning("could not publish updates for drop %s: %s", drop_id, exc)
+
+
+def drop_publish(*, drop: Drop) -> None:
+    """Send the drop frame (state, remaining, serving, length) to everyone watching the drop."""
+    _publish(drop.pk, frame=drop_frame_get(drop=drop))
+
+
+def entry_publish(*, drop: Drop, shopper_id: int) -> None:
+    """Send one shopper their own entry."""
+    entry = entry_get(drop=drop, shopper_id=shopper_id)
+    if entry is not None:
+        _publish(drop.pk, entries={shopper_id: {"type": "entry", **entry.as_dict()}})
+
+
+def tick_publish(*, drop: Drop, tick: TickResult) -> None:
+    """After a tick: one drop frame for all, and an entry frame for each shopper whose status changed."""
+    frame = drop_frame_get(drop=drop)
+    entries: dict[int, dict] = {}
+    for offset, shopper_id in enumerate(tick.admitted, start=1):
+        entry = entry_build(
+            drop=drop,
+            ticket=tick.serving_before + offset,
+            serving=tick.serving,
+            length=frame["length"],
+            expires_ms=_expiry_ms(drop),
+            outcome="",
+            rate=tick.measured_rate,
+            sold_out=False,
+        )
+        entries[shopper_id] = {"type": "entry", **entry.as_dict()}
+    for shopper_id in tick.expired:
+        entries[shopper_id] = {
+            "type": "entry",
+            "status": "expired",
+            "position": 0,
+            "serving": tick.serving,
+            "length": frame["length"],
+            "eta_seconds": None,
+            "admission_expires_at": None,
+        }
+    _publish(drop.pk, frame=frame, entries=entries)
+
+
+def _expiry_ms(drop: Drop) -> int:
+    return int(time.time() * 1000) + drop.checkout_window * 1000
+
+
+# --- The fan-out (async: one per server process) ---------------------------------------------
+
+
+class Socket(Protocol):
+    drop_id: int
+    shopper_id: int
+
+    async def send(self, text_data: str) -> None: ...
+
+
+class Hub:
+    """Holds this process's sockets and feeds them from one Redis pub/sub subscription."""
+
+    def __init__(self) -> None:
+        self.by_drop: dict[int, set[Socket]] = defaultdict(set)
+        self.by_shopper: dict[tuple[int, int], set[Socket]] = defaultdict(set)
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ready = asyncio.Event()
+
+    def add(self, socket: Socket) -> None:
+        self._ensure_running()
+        self.by_drop[socket.drop_id].add(socket)
+        self.by_shopper[(socket.drop_id, socket.shopper_id)].add(socket)
+
+    def discard(self, socket: Socket) -> None:
+        self.by_drop[socket.drop_id].discard(socket)
+        if not self.by_drop[socket.drop_id]:
+            del self.by_drop[socket.drop_id]
+        key = (socket.drop_id, socket.shopper_id)
+        self.by_shopper[key].discard(socket)
+        if not self.by_shopper[key]:
+            del self.by_shopper[key]
+
+    def _ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self.ready = asyncio.Event()
+            self._task = loop.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        backoff = 0.5
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(updates_pattern())
+                self.ready.set()
+                backoff = 0.5
+                async for message in pubsub.listen():
+                    await self.deliver(message["channel"], message["data"])
+            except (RedisError, OSError) as exc:
+                logger.warning("websocket fan-out lost Redis (%s); reconnecting in %.1fs", exc, backoff)
+            finally:
+                self.ready.clear()
+                await pubsub.aclose()
+                await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10)
+
+    async def deliver(self, channel: bytes | str, data: bytes | str) -> None:
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            drop_id = int(channel.rsplit(":", 1)[1])
+            message = json.loads(data)
+        except (ValueError, IndexError):
+            logger.warning("ignored a malformed update on %s", channel)
+            return
+        sends = []
+        if message.get("frame"):
+            sends.extend(sock.send(text_data=message["frame"]) for sock in list(self.by_drop.get(drop_id, ())))
+        for shopper, frame in (message.get("entries") or {}).items():
+            for sock in list(self.by_shopper.get((drop_id, int(shopper)), ())):
+                sends.append(sock.send(text_data=frame))
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+
+
+hub = Hub()

@@ -1,0 +1,39 @@
+"""The waiting room's Lua scripts and their return codes (registered once per process)."""
+
+from __future__ import annotations
+
+import enum
+from functools import cache
+from pathlib import Path
+
+from redis.commands.core import Script
+
+from flashsale.redis import redis_client
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+
+
+class JoinResult(enum.IntEnum):
+    TICKETED = 1
+    PREQUEUED = 2
+    EXISTING = 3
+    AUTHORIZATION_REQUIRED = 4
+    SOLD_OUT = 5
+    POW_REPLAYED = 6
+
+
+class StartResult(enum.IntEnum):
+    STARTED = 1
+    ALREADY_STARTED = 2
+    CHANGED = 3
+
+
+class FinishResult(enum.IntEnum):
+    FINISHED = 1
+    NOT_ADMITTED = 2
+
+
+@cache
+def lua_script(name: str) -> Script:
+    """Return the registered script ``lua/<name>.lua`` (NOSCRIPT is answered by loading it again)."""
+    return redis_client().register_script((LUA_DIR / f"{name}.lua").read_text())

@@ -1,0 +1,31 @@
+"""Celery entry points of the waiting room: take ids, re-fetch, call a service."""
+
+from celery import shared_task
+
+from inventory.models import Drop
+
+from . import services
+
+
+@shared_task(ignore_result=True, soft_time_limit=5, time_limit=10)
+def queue_tick_all() -> dict[str, int]:
+    """Admit shoppers of every live drop (beat, every second; the tick script makes it exactly-once)."""
+    return services.queue_tick_all()
+
+
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=30,
+    time_limit=60,
+    acks_late=True,
+    autoretry_for=(ConnectionError, TimeoutError),
+    retry_backoff=True,
+    max_retries=10,
+)
+def admission_expired_release(drop_id: int, shopper_id: int) -> None:
+    """Cancel the card hold of a shopper whose checkout window closed unused (idempotent)."""
+    # Payments builds on the waiting room (purchase needs admission); reach back only at call time.
+    from payments import services as payment_services
+
+    if Drop.objects.filter(pk=drop_id).exists():
+        payment_services.authorization_cancel_for_shopper(drop_id=drop_id, shopper_id=shopper_id)

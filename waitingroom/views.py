@@ -1,0 +1,47 @@
+"""The shopper's HTML pages; everything live on them goes through the JSON API and the websocket."""
+
+from __future__ import annotations
+
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import UserCreationForm
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+from django_ratelimit.decorators import ratelimit
+
+from inventory.selectors import drop_list_visible
+
+from . import selectors
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    drops = [selectors.drop_public_get(drop=d) for d in drop_list_visible()]
+    return render(request, "waitingroom/home.html", {"drops": drops})
+
+
+def drop_page(request: HttpRequest, slug: str) -> HttpResponse:
+    drop = selectors.drop_cached_get(slug=slug)
+    if drop is None:
+        raise Http404("There is no such drop.")
+    return render(request, "waitingroom/drop.html", {"drop": selectors.drop_public_get(drop=drop)})
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    next_page = "/"
+
+
+@ratelimit(key="ip", rate="10/m", method="POST", block=True)
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(request.GET.get("next") or "/")
+    return render(request, "registration/signup.html", {"form": form})
