@@ -13,3 +13,13 @@ def authorized_key(drop_id: int) -> str:
 def stripe_bucket_key() -> str:
     """Token bucket shared by every process that calls Stripe."""
     return f"{settings.FLASHSALE_REDIS_PREFIX}:stripe:bucket"
+
+
+def shopper_lock_key(drop_id: int, shopper_id: int, purpose: str) -> str:
+    """Short lock for one shopper's authorization or purchase on one drop."""
+    return f"{drop_tag(drop_id)}:lock:{purpose}:{shopper_id}"
+
+
+def cancel_chain_lock_key(drop_id: int) -> str:
+    """Lock held by the one task cancelling a drop's leftover authorizations."""
+    return f"{drop_tag(drop_id)}:cancel_chain"

@@ -1,6 +1,11 @@
-"""Reads of payment state."""
+"""Reads of payment state and the JSON shapes of the API contract."""
+
+from __future__ import annotations
 
 from django.db.models import Count
+
+from flashsale.formats import iso_utc
+from inventory.models import Order
 
 from .models import Authorization, AuthorizationStatus
 
@@ -9,3 +14,36 @@ def authorization_counts(*, drop_id: int) -> dict[str, int]:
     """Return the number of the drop's authorizations in each status (every status present)."""
     counts = dict(Authorization.objects.filter(drop_id=drop_id).values_list("status").annotate(n=Count("pk")))
     return {status.value: counts.get(status.value, 0) for status in AuthorizationStatus}
+
+
+def authorization_latest_get(*, drop_id: int, shopper_id: int) -> Authorization | None:
+    """Return the shopper's most recent authorization for the drop, whatever its status."""
+    return Authorization.objects.filter(drop_id=drop_id, shopper_id=shopper_id).order_by("-attempt").first()
+
+
+def authorization_public(authorization: Authorization, *, client_secret: str | None = None) -> dict:
+    """Return the authorization as the API shows it to its shopper (the client secret only while 3-D Secure waits)."""
+    data: dict = {"status": authorization.status}
+    if authorization.status == AuthorizationStatus.REQUIRES_ACTION:
+        data["client_secret"] = client_secret
+    data.update(
+        amount=f"{authorization.amount:.2f}",
+        currency=authorization.currency,
+        card={"brand": authorization.card_brand, "last4": authorization.card_last4},
+    )
+    if authorization.status == AuthorizationStatus.FAILED:
+        data["failure_code"] = authorization.failure_code
+    return data
+
+
+def order_public(order: Order) -> dict:
+    """Return the order object of the API contract."""
+    return {
+        "id": order.pk,
+        "drop": order.drop.slug,
+        "status": order.status,
+        "quantity": order.quantity,
+        "amount": f"{order.amount:.2f}",
+        "currency": order.currency,
+        "created_at": iso_utc(order.created_at),
+    }

@@ -46,3 +46,54 @@ def make_drop(db):
 @pytest.fixture
 def drop(make_drop):
     return make_drop()
+
+# --- Payments: a real localstripe process ------------------------------------------------------
+
+LOCALSTRIPE_BOOT = (
+    "import sys, localstripe.resources as r; "
+    # localstripe pickles its whole store to /tmp after every POST; tests keep it in memory only.
+    "r.Store.dump_to_disk = lambda self: None; "
+    "sys.argv = ['localstripe', '--port', sys.argv[1], '--from-scratch']; "
+    "from localstripe.server import start; start()"
+)
+
+
+@pytest.fixture(scope="session")
+def localstripe():
+    """Start a localstripe server on a free port for the session; yield its base URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", LOCALSTRIPE_BOOT, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("localstripe did not start") from None
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_settings(settings, localstripe):
+    """Point Stripe at the session's localstripe, with a rate limit tests do not reach by accident."""
+    settings.STRIPE_API_BASE = localstripe
+    settings.STRIPE_SECRET_KEY = "sk_test_localstripe"
+    settings.STRIPE_LOCALSTRIPE = True
+    settings.STRIPE_RATE_LIMIT = 10_000
+    settings.STRIPE_RATE_BURST = 1_000
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_test_secret"
+    return settings

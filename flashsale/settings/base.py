@@ -163,3 +163,23 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 CSRF_FAILURE_VIEW = "flashsale.views.csrf_failure"
+
+# Payments
+# A real Stripe key talks to Stripe unless STRIPE_API_BASE says otherwise; the local key talks to localstripe.
+_STRIPE_REAL_KEY = (
+    STRIPE_SECRET_KEY.startswith(("sk_live_", "sk_test_", "rk_")) and "localstripe" not in STRIPE_SECRET_KEY
+)
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com" if _STRIPE_REAL_KEY else STRIPE_API_BASE)
+# localstripe refuses parameters it does not implement (cancellation_reason); real Stripe gets them.
+STRIPE_LOCALSTRIPE = env.bool("STRIPE_LOCALSTRIPE", default=not STRIPE_API_BASE.startswith("https://api.stripe.com"))
+STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=10.0)  # seconds, per call
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+# Token bucket: at most STRIPE_RATE_LIMIT calls in any one second, bursts of STRIPE_RATE_BURST (an
+# authorization takes up to 3 tokens at once, so the burst is at least 3).
+STRIPE_RATE_BURST = env.int("STRIPE_RATE_BURST", default=max(3, STRIPE_RATE_LIMIT // 10))
+# Card holds last 7 days; cancel them this long before that deadline.
+PAYMENTS_HOLD_DAYS = env.int("PAYMENTS_HOLD_DAYS", default=7)
+PAYMENTS_CANCEL_MARGIN_HOURS = env.int("PAYMENTS_CANCEL_MARGIN_HOURS", default=12)
+# One cancellation task runs at most this long before it hands over to its continuation.
+PAYMENTS_CANCEL_BATCH_SECONDS = env.float("PAYMENTS_CANCEL_BATCH_SECONDS", default=20.0)
+CELERY_BEAT_SCHEDULE["payments-cancel-due"] = {"task": "payments.tasks.authorizations_cancel_due", "schedule": 30.0}

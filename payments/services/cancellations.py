@@ -1,0 +1,142 @@
+"""Cancel card holds nobody will capture: losers after a sell-out or the end, expired admissions, old holds.
+
+Each cancellation is one Stripe call taken from the shared bucket as background work, so
+the pipeline runs at the allowed rate and always leaves a token for a shopper's capture.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from inventory.models import Drop, DropState
+from inventory.selectors import drop_state_get, stock_get
+
+from ..errors import PaymentsBusy
+from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
+from ..stripe_client import stripe_client, stripe_tokens_take
+from .authorizations import authorization_sync, authorization_transition
+
+logger = logging.getLogger(__name__)
+
+ABANDONED = "abandoned"
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class CancelBatch:
+    canceled: int
+    more: bool  # open authorizations are left
+    wait_ms: int  # when to continue (0: now)
+
+
+def authorization_cancel(*, authorization_id: int, reason: str = ABANDONED) -> bool:
+    """Cancel one open hold at Stripe and here (its token already taken); True when it was canceled now.
+
+    Raises ``PaymentsBusy`` when Stripe refused the cancel and no token is left to read why.
+
+    Idempotent: a hold that is no longer open changes nothing; the key ``cancel:{id}`` makes
+    a repeated call to Stripe answer like the first.
+    """
+    authorization = Authorization.objects.filter(pk=authorization_id, status__in=OPEN_STATUSES).first()
+    if authorization is None:
+        return False
+    params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": reason}
+    try:
+        intent = stripe_client().v1.payment_intents.cancel(
+            authorization.payment_intent_id, params=params, options={"idempotency_key": f"cancel:{authorization.pk}"}
+        )
+    except stripe.InvalidRequestError as exc:
+        # Not cancelable any more (captured or canceled elsewhere): read what it became.
+        logger.info("cancel of authorization %s refused: %s; reading its payment intent", authorization.pk, exc)
+        stripe_tokens_take(background=True)
+        intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
+        authorization_sync(authorization=authorization, intent_status=intent.status)
+        return False
+    if intent.status != "canceled":
+        authorization_sync(authorization=authorization, intent_status=intent.status)
+        return False
+    return authorization_transition(
+        authorization=authorization, to=AuthorizationStatus.CANCELED, frm=OPEN_STATUSES, cancellation_reason=reason
+    )
+
+
+def drop_authorizations_cancel(
+    *, drop_id: int, reason: str = ABANDONED, budget_seconds: float | None = None
+) -> CancelBatch:
+    """Cancel the drop's open holds at the allowed rate until the bucket runs dry or the time budget ends.
+
+    Never sleeps: the result says whether to continue and after how long.
+    """
+    budget = settings.PAYMENTS_CANCEL_BATCH_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    canceled = 0
+    while True:
+        ids = list(
+            Authorization.objects.filter(drop_id=drop_id, status__in=OPEN_STATUSES)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:BATCH]
+        )
+        if not ids:
+            return CancelBatch(canceled=canceled, more=False, wait_ms=0)
+        for authorization_id in ids:
+            if time.monotonic() >= deadline:
+                return CancelBatch(canceled=canceled, more=True, wait_ms=0)
+            try:
+                stripe_tokens_take(background=True)
+                canceled += authorization_cancel(authorization_id=authorization_id, reason=reason)
+            except PaymentsBusy as busy:
+                return CancelBatch(canceled=canceled, more=True, wait_ms=busy.wait_ms)
+
+
+def drop_holds_releasable(*, drop: Drop) -> bool:
+    """Tell whether nobody can capture the drop's holds any more: it ended, or every unit is paid."""
+    stock = stock_get(drop=drop)
+    state = drop_state_get(drop=drop, stock=stock)
+    if state is DropState.ENDED:
+        return True
+    # Pending orders or held units may still fail and come back on sale to the next shopper.
+    return state is DropState.SOLD_OUT and stock.pending == 0 and stock.held == 0
+
+
+def drops_with_releasable_holds() -> list[int]:
+    """Return the ids of drops that are over and still have open holds."""
+    drop_ids = set(Authorization.objects.filter(status__in=OPEN_STATUSES).values_list("drop_id", flat=True).distinct())
+    drops = Drop.objects.select_related("product").filter(pk__in=drop_ids)
+    return [drop.pk for drop in drops if drop_holds_releasable(drop=drop)]
+
+
+def authorizations_near_deadline(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    """Return open holds whose capture deadline falls within the safety margin."""
+    now = now or timezone.now()
+    edge = now + timedelta(hours=settings.PAYMENTS_CANCEL_MARGIN_HOURS)
+    return list(
+        Authorization.objects.filter(status__in=OPEN_STATUSES, capture_before__lte=edge)
+        .order_by("capture_before")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def authorization_cancel_for_shopper(*, drop_id: int, shopper_id: int) -> bool:
+    """Schedule the cancellation of the shopper's open hold on the drop (their admission expired).
+
+    Returns whether there was one. The call to Stripe runs in a task at the allowed rate.
+    """
+    from .. import tasks  # tasks import the services
+
+    authorization_id = (
+        Authorization.objects.filter(drop_id=drop_id, shopper_id=shopper_id, status__in=OPEN_STATUSES)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if authorization_id is None:
+        return False
+    transaction.on_commit(lambda: tasks.authorization_cancel.delay(authorization_id, ABANDONED))
+    return True

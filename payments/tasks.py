@@ -1,0 +1,117 @@
+"""Celery entry points of payments: take ids, re-fetch, call a service.
+
+Every task is idempotent. Stripe network errors retry with backoff; an empty rate-limit
+bucket retries (or continues) after the wait the bucket named, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import stripe
+from celery import shared_task
+from redis.exceptions import LockError
+
+from flashsale.redis import redis_client
+from inventory.models import Drop, Order, OrderStatus
+
+from . import services
+from .errors import PaymentsBusy
+from .models import Authorization
+from .redis_keys import cancel_chain_lock_key
+from .stripe_client import STRIPE_NETWORK_ERRORS, stripe_client, stripe_tokens_take, to_minor_units
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = (*STRIPE_NETWORK_ERRORS, stripe.APIError)
+STRIPE_TASK = {
+    "ignore_result": True,
+    "acks_late": True,
+    "autoretry_for": RETRYABLE,
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 12,
+    "soft_time_limit": 45,
+    "time_limit": 60,
+}
+
+
+@shared_task(bind=True, **STRIPE_TASK)
+def authorization_cancel(self, authorization_id: int, reason: str = services.cancellations.ABANDONED) -> bool:
+    """Cancel one open hold at the allowed rate (expired admission, capture deadline)."""
+    try:
+        stripe_tokens_take(background=True)
+        return services.authorization_cancel(authorization_id=authorization_id, reason=reason)
+    except PaymentsBusy as busy:
+        raise self.retry(countdown=busy.wait_ms / 1000, max_retries=None) from None
+
+
+@shared_task(bind=True, **STRIPE_TASK)
+def drop_authorizations_release(self, drop_id: int) -> int:
+    """Cancel every open hold of a drop that sold out or ended, at the allowed rate; returns how many now.
+
+    One chain runs per drop (a Redis lock); each run works for a bounded time and hands over
+    to its continuation after the wait the bucket asks for.
+    """
+    drop = Drop.objects.select_related("product").filter(pk=drop_id).first()
+    if drop is None or not services.drop_holds_releasable(drop=drop):
+        return 0
+    lock = redis_client().lock(cancel_chain_lock_key(drop_id), timeout=STRIPE_TASK["time_limit"], blocking=False)
+    if not lock.acquire():
+        return 0  # another run of the chain is at work and continues itself
+    try:
+        batch = services.drop_authorizations_cancel(drop_id=drop_id)
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            logger.warning("cancel chain lock of drop %s expired during a run", drop_id)
+    if batch.more:
+        drop_authorizations_release.apply_async((drop_id,), countdown=batch.wait_ms / 1000)
+    logger.info("drop %s: canceled %s holds; more left: %s", drop_id, batch.canceled, batch.more)
+    return batch.canceled
+
+
+@shared_task(ignore_result=True, soft_time_limit=20, time_limit=30)
+def authorizations_cancel_due() -> dict[str, int]:
+    """Start the cancellation of holds nobody will capture (beat, every 30 s)."""
+    drop_ids = services.drops_with_releasable_holds()
+    for drop_id in drop_ids:
+        drop_authorizations_release.delay(drop_id)
+    near = services.authorizations_near_deadline()
+    for authorization_id in near:
+        authorization_cancel.delay(authorization_id, services.cancellations.ABANDONED)
+    return {"drops": len(drop_ids), "near_deadline": len(near)}
+
+
+@shared_task(bind=True, **STRIPE_TASK)
+def authorization_reconcile(self, authorization_id: int, order_id: int) -> str:
+    """After a capture that did not answer (or came too late): refund money taken for an unpaid order.
+
+    Reads the PaymentIntent: captured while the order is not paid means a refund of what was
+    captured (key ``refund:stray:{order}``); still capturable means a cancel.
+    """
+    authorization = Authorization.objects.get(pk=authorization_id)
+    order = Order.objects.get(pk=order_id)
+    try:
+        stripe_tokens_take(background=True)
+        intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
+        if intent.status == "succeeded" and order.status != OrderStatus.PAID:
+            stripe_tokens_take(background=True)
+            stripe_client().v1.refunds.create(
+                params={
+                    "payment_intent": authorization.payment_intent_id,
+                    "amount": to_minor_units(order.amount, order.currency),
+                },
+                options={"idempotency_key": f"refund:stray:{order.pk}"},
+            )
+            logger.warning("refunded payment intent %s captured for failed order %s", intent.id, order.pk)
+            return "refunded"
+        if intent.status == "requires_capture":
+            stripe_tokens_take(background=True)
+            services.authorization_cancel(authorization_id=authorization_id)
+            return "canceled"
+    except PaymentsBusy as busy:
+        raise self.retry(countdown=busy.wait_ms / 1000, max_retries=None) from None
+    return intent.status
