@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, JsonResponse
 
 MAX_JSON_BYTES = 16 * 1024
@@ -72,6 +73,26 @@ def api_view(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
             return view(request, *args, **kwargs)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+
+    return wrapper
+
+
+def session_shopper_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Like ``shopper_required`` but from the session alone, without loading the user row.
+
+    For the hot paths (join, position): the shopper's id is set as ``request.shopper_id``.
+    Django's check that the password has not changed since sign-in is skipped here; the
+    purchase and payment paths use ``shopper_required``, which makes it.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        raw = request.session.get(SESSION_KEY)
+        try:
+            request.shopper_id = int(raw)
+        except (TypeError, ValueError):
+            return error_response(401, "not_authenticated", "Sign in first.")
+        return view(request, *args, **kwargs)
 
     return wrapper
 

@@ -10,8 +10,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
-from flashsale.api import ApiError, api_view, field, invalid, json_body, shopper_required
+from flashsale.api import ApiError, api_view, field, invalid, json_body, session_shopper_required, shopper_required
 from inventory.errors import InventoryError
+from inventory.selectors import drop_list_visible
 
 from . import pow, selectors, services
 
@@ -85,8 +86,6 @@ def shoppers(request: HttpRequest) -> JsonResponse:
 @require_GET
 @api_view
 def drop_list(request: HttpRequest) -> JsonResponse:
-    from inventory.selectors import drop_list_visible
-
     return JsonResponse({"drops": [selectors.drop_public_get(drop=d) for d in drop_list_visible()]})
 
 
@@ -109,10 +108,11 @@ def challenge(request: HttpRequest, slug: str) -> JsonResponse:
 
 @require_http_methods(["GET", "POST"])
 @api_view
-@shopper_required
+@session_shopper_required
 def queue(request: HttpRequest, slug: str) -> JsonResponse:
+    """Join (POST) or read (GET) the queue; neither touches the database once the drop is cached."""
     drop = _drop_or_404(slug)
-    shopper_id = request.user.pk
+    shopper_id = request.shopper_id
     if request.method == "GET":
         entry = selectors.entry_get(drop=drop, shopper_id=shopper_id)
         if entry is None:

@@ -216,3 +216,11 @@ def test_sign_up(client):
     weak = post(Client(), "/api/shoppers", {"username": "cy", "email": "c@example.com", "password": "123"})
     assert (weak.status_code, weak.json()["error"]["code"]) == (400, "invalid_request")
     assert "too short" in weak.json()["error"]["message"]
+
+
+def test_join_and_position_touch_no_database(client, signed_in, live, redis, django_assert_num_queries):
+    authorize(redis, live, signed_in)
+    body = join_body(client)  # warms the per-process drop cache
+    with django_assert_num_queries(0):
+        assert post(client, "/api/drops/air/queue", body).status_code == 201
+        assert client.get("/api/drops/air/queue").status_code == 200
