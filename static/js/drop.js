@@ -35,6 +35,7 @@ tickCountdown();
 
 // --- drop and entry rendering -------------------------------------------------------------------
 let lastEntry = null;
+let checkoutTimer = null;
 function renderDrop(frame) {
   $("state").textContent = frame.state;
   $("remaining").textContent = frame.remaining;
@@ -61,9 +62,21 @@ function renderEntry(entry) {
     say(`You are number ${entry.position} in line.${eta}`);
   }
   if (entry.status === "admitted") {
-    const until = entry.admission_expires_at ? new Date(entry.admission_expires_at).toLocaleTimeString() : "";
-    say(`You're in! Buy before ${until}.`);
-    if (previous !== "admitted") buy.focus();
+    const until = entry.admission_expires_at ? Date.parse(entry.admission_expires_at) : null;
+    if (previous !== "admitted") {
+      say(until ? `You're in! Buy before ${new Date(until).toLocaleTimeString()}.` : "You're in! Buy now.");
+      buy.focus();
+      clearInterval(checkoutTimer);
+      // The countdown ticks outside the live region, so screen readers are not told every second.
+      const show = () => {
+        const left = Math.max(0, Math.round((until - Date.now()) / 1000));
+        $("checkout-left").textContent = `${Math.floor(left / 60)}m ${left % 60}s left to buy`;
+      };
+      if (until) { show(); checkoutTimer = setInterval(show, 1000); }
+    }
+  } else {
+    clearInterval(checkoutTimer);
+    $("checkout-left").textContent = "";
   }
   if (entry.status === "expired") say("Your checkout window closed.");
   if (entry.status === "purchased") say("Bought! See your orders.");

@@ -1,0 +1,71 @@
+"""A signed-in shopper joins from the drop page, watches the position fall over the websocket, is admitted."""
+
+import re
+import threading
+import time
+
+import pytest
+
+from inventory import services as inventory_services
+from payments.redis_keys import authorized_key
+from tests.factories import DropFactory, UserFactory
+from waitingroom import selectors, services
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _ticker(drop, stop):
+    """Do what Celery beat does: tick the drop's admission, here every half second."""
+    while not stop.is_set():
+        services.queue_admit_batch(drop=drop)
+        stop.wait(0.5)
+
+
+def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browser, settings, redis):
+    settings.POW_COST = 300
+    selectors.drop_cache_clear()
+    drop = DropFactory(slug="air", quantity=50, admission_rate=2, checkout_window=120)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    for shopper_id in range(900_001, 900_007):  # six shoppers are already ahead
+        services.ticket_issue(drop=drop, shopper_id=shopper_id, require_authorization=False)
+    shopper = UserFactory(username="ann")
+    redis.sadd(authorized_key(drop.pk), shopper.pk)  # what a successful card pre-authorization records
+
+    page = browser.new_page()
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(f"{asgi_server}/accounts/login/?next=/drops/air/")
+    page.fill("input[name=username]", "ann")
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{asgi_server}/drops/air/")
+    page.click("#join")
+    page.wait_for_selector("text=You are number 7 in line")
+
+    stop = threading.Event()
+    ticker = threading.Thread(target=_ticker, args=(drop, stop), daemon=True)
+    ticker.start()
+    try:
+        positions = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = page.inner_text("#status")
+            match = re.search(r"number (\d+) in line", status)
+            if match and (not positions or positions[-1] != int(match.group(1))):
+                positions.append(int(match.group(1)))
+            if status.startswith("You're in!"):
+                break
+            time.sleep(0.05)
+        assert page.inner_text("#status").startswith("You're in!")
+        assert page.is_visible("#buy")
+        assert page.inner_text("#checkout-left").endswith("left to buy")
+    finally:
+        stop.set()
+        ticker.join()
+    assert positions[0] == 7
+    assert positions == sorted(positions, reverse=True)
+    assert len(positions) >= 3  # it fell step by step, as the ticks came in
+    assert sockets == [f"{asgi_server.replace('http', 'ws')}/ws/drops/air/"]
+    assert page.get_attribute("#status", "aria-live") == "polite"
+    page.screenshot(path="var/browser-admitted.png")
