@@ -35,6 +35,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that the many-process tests share one database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}.sqlite3")}
 
+# Never serve a stale collectstatic copy in tests: static files come from static/ itself.
+STATIC_ROOT = VAR_DIR / "test-staticfiles-unused"
+WHITENOISE_USE_FINDERS = True
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEBUG = False
 LOGGING = {
