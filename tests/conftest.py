@@ -47,6 +47,7 @@ def make_drop(db):
 def drop(make_drop):
     return make_drop()
 
+
 # --- Payments: a real localstripe process ------------------------------------------------------
 
 LOCALSTRIPE_BOOT = (

@@ -43,11 +43,11 @@ def stripe_event_process(*, event: stripe.Event) -> bool:
 
 
 def _apply(event: stripe.Event) -> None:
-    obj = event.data.object
+    obj = event.data.object.to_dict()
     if event.type.startswith("payment_intent."):
-        authorization = Authorization.objects.filter(payment_intent_id=obj.id).first()
+        authorization = Authorization.objects.filter(payment_intent_id=obj.get("id")).first()
         if authorization is None:
-            logger.info("stripe event %s is about payment intent %s, not one of ours", event.id, obj.id)
+            logger.info("stripe event %s is about payment intent %s, not one of ours", event.id, obj.get("id"))
             return
         fields: dict[str, object] = {}
         if event.type == "payment_intent.canceled":
@@ -55,12 +55,12 @@ def _apply(event: stripe.Event) -> None:
         elif event.type == "payment_intent.payment_failed":
             error = obj.get("last_payment_error") or {}
             fields["failure_code"] = error.get("code") or "payment_failed"
-        authorization_sync(authorization=authorization, intent_status=obj.status, **fields)
+        authorization_sync(authorization=authorization, intent_status=obj.get("status", ""), **fields)
     elif event.type == "charge.refunded":
         _charge_refunded(obj)
 
 
-def _charge_refunded(charge: stripe.StripeObject) -> None:
+def _charge_refunded(charge: dict) -> None:
     """A refund made in Stripe's dashboard marks the paid order refunded too (units stay sold)."""
     intent_id = charge.get("payment_intent")
     if not intent_id or charge.get("amount_refunded", 0) <= 0:

@@ -1,0 +1,129 @@
+"""Cancelling holds nobody will capture: after a sell-out, at the allowed rate, expired admissions, deadlines."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from payments import services, tasks
+from payments.models import Authorization
+from payments.redis_keys import authorized_key
+from tests.payments.conftest import admit, authorize, post_json
+from tests.payments.test_ratelimit import grants_per_window
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_sell_out_cancels_every_losers_hold_at_stripe(make_drop, login, redis, stripe_sdk):
+    drop = make_drop(quantity=1, admitted_cap_multiple=1)
+    shoppers = [login() for _ in range(6)]
+    for client in shoppers:
+        assert authorize(client, drop).status_code == 201
+    winner, *losers = shoppers
+    admit(drop, *(client.shopper.pk for client in shoppers))
+
+    # The last unit sells: its commit starts the release of every other hold (a task, here in-process).
+    assert post_json(winner, f"/api/drops/{drop.slug}/purchase").status_code == 201
+
+    holds = {a.shopper_id: a for a in Authorization.objects.filter(drop=drop)}
+    assert holds[winner.shopper.pk].status == "captured"
+    for client in losers:
+        hold = holds[client.shopper.pk]
+        assert (hold.status, hold.cancellation_reason) == ("canceled", "abandoned")
+        assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
+    assert stripe_sdk.v1.payment_intents.retrieve(holds[winner.shopper.pk].payment_intent_id).status == "succeeded"
+    assert redis.scard(authorized_key(drop.pk)) == 0
+    # Running the pipeline again changes nothing.
+    assert tasks.drop_authorizations_release.apply(args=(drop.pk,)).get() == 0
+
+
+def test_the_cancellation_pipeline_keeps_to_the_rate(make_drop, login, settings, stripe_sdk):
+    drop = make_drop(quantity=1)
+    for _ in range(24):
+        authorize(login(), drop)
+    settings.STRIPE_RATE_LIMIT, settings.STRIPE_RATE_BURST = 10, 3
+    started = time.monotonic()
+
+    # Drive the pipeline the way the task chain does: run, then continue after the wait it names.
+    canceled, runs = 0, 0
+    while True:
+        batch = services.drop_authorizations_cancel(drop_id=drop.pk, budget_seconds=5)
+        canceled, runs = canceled + batch.canceled, runs + 1
+        if not batch.more:
+            break
+        time.sleep(batch.wait_ms / 1000)
+    elapsed = time.monotonic() - started
+
+    assert canceled == 24
+    stamps = [a.updated_at.timestamp() for a in Authorization.objects.filter(drop=drop)]
+    assert grants_per_window(stamps) <= 10
+    # Background work may use 2 of the 3 burst tokens, then 7 a second: (24 - 2) / 7 s at the least.
+    assert elapsed >= 22 / 7 - 0.1
+    statuses = {stripe_sdk.v1.payment_intents.retrieve(a.payment_intent_id).status for a in Authorization.objects.all()}
+    assert statuses == {"canceled"}
+
+
+def test_an_unfinished_drop_keeps_its_holds(make_drop, login):
+    drop = make_drop(quantity=2)
+    authorize(login(), drop)
+
+    assert services.drops_with_releasable_holds() == []
+    assert tasks.drop_authorizations_release.apply(args=(drop.pk,)).get() == 0
+    assert Authorization.objects.get().status == "authorized"
+
+
+def test_an_ended_drop_releases_its_holds_through_the_beat_task(make_drop, login, stripe_sdk):
+    drop = make_drop()
+    authorize(login(), drop)
+    drop.ends_at = timezone.now() - timedelta(seconds=1)
+    drop.save(update_fields=["ends_at"])
+
+    assert tasks.authorizations_cancel_due.apply().get() == {"drops": 1, "near_deadline": 0}
+
+    hold = Authorization.objects.get()
+    assert hold.status == "canceled"
+    assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
+
+
+def test_holds_near_their_capture_deadline_are_canceled_before_it(make_drop, login, settings):
+    drop = make_drop()
+    old, fresh = login(), login()
+    authorize(old, drop)
+    authorize(fresh, drop)
+    Authorization.objects.filter(shopper=old.shopper).update(capture_before=timezone.now() + timedelta(hours=11))
+
+    assert tasks.authorizations_cancel_due.apply().get() == {"drops": 0, "near_deadline": 1}
+
+    assert Authorization.objects.get(shopper=old.shopper).status == "canceled"
+    assert Authorization.objects.get(shopper=fresh.shopper).status == "authorized"
+
+
+def test_an_expired_admission_cancels_that_shoppers_hold(make_drop, login, redis, stripe_sdk):
+    drop = make_drop()
+    client = login()
+    authorize(client, drop)
+    other = login()
+    authorize(other, drop)
+
+    assert services.authorization_cancel_for_shopper(drop_id=drop.pk, shopper_id=client.shopper.pk)
+
+    hold = Authorization.objects.get(shopper=client.shopper)
+    assert hold.status == "canceled"
+    assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
+    assert redis.smembers(authorized_key(drop.pk)) == {str(other.shopper.pk).encode()}
+    assert Authorization.objects.get(shopper=other.shopper).status == "authorized"
+    # Again: nothing left to cancel.
+    assert not services.authorization_cancel_for_shopper(drop_id=drop.pk, shopper_id=client.shopper.pk)
+
+
+def test_a_hold_captured_elsewhere_is_brought_in_step_not_canceled(make_drop, login, stripe_sdk):
+    drop = make_drop()
+    authorize(login(), drop)
+    hold = Authorization.objects.get()
+    stripe_sdk.v1.payment_intents.capture(hold.payment_intent_id)
+
+    assert services.authorization_cancel(authorization_id=hold.pk) is False
+
+    hold.refresh_from_db()
+    assert hold.status == "captured"
