@@ -38,3 +38,12 @@ def csrf_failure(request, reason: str = ""):
         {"error": {"code": "csrf_failed", "message": "Send the csrftoken cookie's value in the X-CSRFToken header."}},
         status=403,
     )
+
+
+def ratelimited(request, exception=None):
+    """django-ratelimit's blocked requests (``block=True``) get the API's 429."""
+    return JsonResponse(
+        {"error": {"code": "rate_limited", "message": "Too many requests; try again in a minute."}},
+        status=429,
+        headers={"Retry-After": "60"},
+    )

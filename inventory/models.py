@@ -61,6 +61,20 @@ class Drop(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Admitted shoppers who have not finished are capped at this many times the free stock.",
     )
+    bot_threshold = models.PositiveSmallIntegerField(
+        default=60, help_text="Suspicion score at which a join is refused or parked (see bot action)."
+    )
+    bot_action = models.CharField(
+        max_length=8,
+        choices=[("refuse", "Refuse (403 bot_suspected)"), ("park", "Park in a queue that is never admitted")],
+        default="refuse",
+    )
+    max_accounts_per_device = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1)], help_text="Accounts that may queue from one device."
+    )
+    min_account_age = models.PositiveIntegerField(
+        default=0, help_text="Seconds an account must exist before it may join (0: no minimum)."
+    )
     paused = models.BooleanField(default=False)
     armed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -14,11 +14,24 @@ def redis_prefix(settings):
     """Give each test its own Redis key prefix and delete its keys afterwards."""
     prefix = f"{settings.FLASHSALE_REDIS_PREFIX}:{uuid.uuid4().hex[:10]}"
     settings.FLASHSALE_REDIS_PREFIX = prefix
+    # The cache (sessions, rate-limit counters) gets the same private prefix.
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
     yield prefix
     client = redis_client()
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+
+
+@pytest.fixture
+def client():
+    """Django's test client, introducing itself as a desktop browser does."""
+    from django.test import Client
+
+    return Client(HTTP_USER_AGENT=BROWSER_USER_AGENT)
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model, login, logout
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -10,11 +13,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
-from flashsale.api import ApiError, api_view, field, invalid, json_body, session_shopper_required, shopper_required
+from flashsale.api import ApiError, api_view, field, invalid, json_body, session_shopper_required
+from flashsale.net import client_ip
+from flashsale.ratelimits import rate_limited
 from inventory.errors import InventoryError
 from inventory.selectors import drop_list_visible
 
-from . import pow, selectors, services
+from . import bots, pow, selectors, services
+from .recaptcha import recaptcha_enabled
+from .signals import JOINED_AT_SESSION_KEY
 
 FINGERPRINT_LENGTH = (8, 256)
 
@@ -40,6 +47,7 @@ def _session_body(request: HttpRequest) -> dict:
 
 @ensure_csrf_cookie
 @require_http_methods(["GET", "POST", "DELETE"])
+@rate_limited("sign-in")
 @api_view
 def session(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
@@ -57,6 +65,7 @@ def session(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["POST"])
+@rate_limited("sign-up")
 @api_view
 def shoppers(request: HttpRequest) -> JsonResponse:
     data = json_body(request)
@@ -97,18 +106,36 @@ def drop_detail(request: HttpRequest, slug: str) -> JsonResponse:
 
 @require_http_methods(["GET", "POST"])
 @api_view
-@shopper_required
+@session_shopper_required
+@rate_limited("challenge", methods=("GET", "POST"))
 def challenge(request: HttpRequest, slug: str) -> JsonResponse:
+    """A fresh ALTCHA challenge, dearer when the request already looks automated."""
     drop = _drop_or_404(slug)
-    return JsonResponse(pow.challenge_create(drop_id=drop.pk, shopper_id=request.user.pk))
+    verdict = bots.suspicion_score(
+        user_agent=request.headers.get("User-Agent", ""), signals={}, account_age=_account_age(request)
+    )
+    cost = bots.pow_cost(base=settings.POW_COST, verdict=verdict)
+    return JsonResponse(pow.challenge_create(drop_id=drop.pk, shopper_id=request.shopper_id, cost=cost))
 
 
 # --- The queue -----------------------------------------------------------------------------------
 
 
+def _account_age(request: HttpRequest) -> float | None:
+    joined = request.session.get(JOINED_AT_SESSION_KEY)
+    return None if joined is None else time.time() - float(joined)
+
+
+def _signals(data: dict) -> dict:
+    signals = field(data, "signals", dict, required=False, default={})
+    return {k: v for k, v in signals.items() if isinstance(k, str) and isinstance(v, bool | int | str)}
+
+
 @require_http_methods(["GET", "POST"])
 @api_view
 @session_shopper_required
+@rate_limited("queue-join")
+@rate_limited("queue-read", methods=("GET",))
 def queue(request: HttpRequest, slug: str) -> JsonResponse:
     """Join (POST) or read (GET) the queue; neither touches the database once the drop is cached."""
     drop = _drop_or_404(slug)
@@ -123,10 +150,18 @@ def queue(request: HttpRequest, slug: str) -> JsonResponse:
     fingerprint = field(data, "fingerprint", str)
     if not FINGERPRINT_LENGTH[0] <= len(fingerprint) <= FINGERPRINT_LENGTH[1]:
         raise invalid("The fingerprint must have 8 to 256 characters.")
+    token = field(data, "recaptcha", str, required=recaptcha_enabled())
     try:
-        proof = pow.pow_verify(payload=payload, drop_id=drop.pk, shopper_id=shopper_id)
-        entry, created = services.ticket_issue(
-            drop=drop, shopper_id=shopper_id, pow_marker=proof.signature, pow_ttl=proof.expires_in
+        entry, created = services.queue_join(
+            drop=drop,
+            shopper_id=shopper_id,
+            pow_payload=payload,
+            fingerprint=fingerprint,
+            signals=_signals(data),
+            user_agent=request.headers.get("User-Agent", ""),
+            account_age=_account_age(request),
+            remote_ip=client_ip(request),
+            recaptcha_token=token,
         )
     except InventoryError as exc:
         raise _domain(exc) from None

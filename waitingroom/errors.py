@@ -53,3 +53,13 @@ class AdmissionExpired(QueueError):
     code = "admission_expired"
     status = 410
     message = "Your checkout window has closed."
+
+
+class BotSuspected(QueueError):
+    code = "bot_suspected"
+    status = 403
+    message = "This request looks automated, so it was not queued."
+
+    def __init__(self, message: str | None = None, *, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or []

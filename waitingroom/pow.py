@@ -57,12 +57,19 @@ def pow_verify(*, payload: str, drop_id: int, shopper_id: int) -> VerifiedPow:
         raise PowInvalid from None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("salt", "signature")):
         raise PowInvalid
+    # The number must be a real integer: a string number lets a client move signed salt parameters
+    # (such as the expiry) into it, so that the verifier no longer sees them (the v1 splicing bypass).
+    number = data.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        raise PowInvalid
+    params = parse_qs(data["salt"].split("?", 1)[1] if "?" in data["salt"] else "", keep_blank_values=True)
+    expires = params.get("expires", [])
+    if len(expires) != 1 or not expires[0].isdigit() or int(expires[0]) < timezone.now().timestamp():
+        raise PowInvalid("The proof-of-work has expired; solve a fresh challenge.")
+    if params.get("drop") != [str(drop_id)] or params.get("shopper") != [str(shopper_id)]:
+        raise PowInvalid("This proof-of-work was made for another drop or shopper.")
     ok, _error = altcha.verify_solution_v1(data, _key(), check_expires=True)
     if not ok:
         raise PowInvalid
-    params = parse_qs(data["salt"].split("?", 1)[1] if "?" in data["salt"] else "")
-    if params.get("drop") != [str(drop_id)] or params.get("shopper") != [str(shopper_id)]:
-        raise PowInvalid("This proof-of-work was made for another drop or shopper.")
-    expires = int(params.get("expires", ["0"])[0])
-    remaining = max(1, expires - int(timezone.now().timestamp()))
+    remaining = max(1, int(expires[0]) - int(timezone.now().timestamp()))
     return VerifiedPow(signature=data["signature"], expires_in=remaining)

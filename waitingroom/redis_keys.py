@@ -21,6 +21,10 @@ class QueueKeys:
     outcome: str  # hash shopper id -> "purchased" | "expired"
     tick: str  # hash: last (ms of the last admission tick), carry (fraction), rate (measured, per s)
     pow_spent: str  # prefix: + challenge signature, set once a proof-of-work was used
+    device: str  # prefix: + device fingerprint -> set of shopper ids seen on that device
+    parked: str  # hash shopper id -> reasons: entries parked in the queue that is never admitted
+    blocked: str  # hash reason -> joins refused for it
+    flagged: str  # hash reason -> entries parked for it
 
 
 def queue_keys(drop_id: int) -> QueueKeys:
@@ -36,6 +40,10 @@ def queue_keys(drop_id: int) -> QueueKeys:
         outcome=f"{tag}:q:outcome",
         tick=f"{tag}:q:tick",
         pow_spent=f"{tag}:pow:",
+        device=f"{tag}:dev:",
+        parked=f"{tag}:q:parked",
+        blocked=f"{tag}:bots:blocked",
+        flagged=f"{tag}:bots:flagged",
     )
 
 

@@ -20,12 +20,19 @@ class JoinResult(enum.IntEnum):
     AUTHORIZATION_REQUIRED = 4
     SOLD_OUT = 5
     POW_REPLAYED = 6
+    DEVICE_LIMIT = 7
+    PARKED = 8
 
 
 class StartResult(enum.IntEnum):
     STARTED = 1
     ALREADY_STARTED = 2
     CHANGED = 3
+
+
+class ReleaseResult(enum.IntEnum):
+    RELEASED = 1
+    NOT_PARKED = 2
 
 
 class FinishResult(enum.IntEnum):

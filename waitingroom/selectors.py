@@ -19,6 +19,7 @@ from .redis_keys import queue_keys
 from .scripts import lua_script
 
 DROP_CACHE_SECONDS = 1.0
+NOT_QUEUED = -2  # entry.lua's answer for a shopper with no entry (-1 is a parked entry)
 _drop_cache: dict[str, tuple[float, Drop | None]] = {}
 
 
@@ -88,9 +89,16 @@ def entry_build(
     outcome: str,
     rate: float,
     sold_out: bool,
+    last_ticket: int = 0,
 ) -> Entry:
-    """Derive the entry the API shows from the raw queue figures."""
+    """Derive the entry the API shows from the raw queue figures.
+
+    A parked entry (ticket -1) looks like a waiting one at the very end of the line, forever.
+    """
     expires_at = datetime.fromtimestamp(expires_ms / 1000, tz=UTC) if expires_ms else None
+    if ticket < 0:
+        status = EntryStatus.SOLD_OUT if sold_out else EntryStatus.WAITING
+        return Entry(status, None, max(1, last_ticket - serving + 1), serving, length, None, None)
     if ticket == 0:
         status = EntryStatus.SOLD_OUT if sold_out else EntryStatus.PREQUEUE
         return Entry(status, None, None, serving, length, None, None)
@@ -110,12 +118,12 @@ def entry_build(
 def entry_get(*, drop: Drop, shopper_id: int) -> Entry | None:
     """Read one shopper's entry in one Redis call; None when they are not in the queue."""
     q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
-    ticket, serving, length, expires_ms, outcome, rate, _last, stock, holds = lua_script("entry")(
+    ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds = lua_script("entry")(
         keys=[q.entries, q.serving, q.admitted, q.outcome, q.tick, q.last_ticket, inv.stock, inv.holds],
         args=[shopper_id],
         client=redis_client(),
     )
-    if ticket < 0:
+    if ticket == NOT_QUEUED:
         return None
     outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
     sold_out = drop.state_at(remaining=1) is not DropState.ENDED and stock == 0 and holds == 0
@@ -128,6 +136,7 @@ def entry_get(*, drop: Drop, shopper_id: int) -> Entry | None:
         outcome=outcome,
         rate=rate / 1000,
         sold_out=sold_out,
+        last_ticket=last_ticket,
     )
 
 
@@ -207,3 +216,25 @@ def drop_status_get(*, drop: Drop) -> dict:
         "orders": orders_by_status(drop=drop),
         "authorizations": authorization_counts(drop_id=drop.pk),
     }
+
+
+@dataclass(frozen=True)
+class BotStats:
+    blocked: dict[str, int]  # refused joins by reason
+    flagged: dict[str, int]  # parked entries by reason
+    parked: dict[int, list[str]]  # shopper id -> reasons, for the entries still parked
+
+
+def bot_stats_get(*, drop_id: int) -> BotStats:
+    """Read the drop's refused and parked counts and its parked shoppers (one pipeline)."""
+    q = queue_keys(drop_id)
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.hgetall(q.blocked)
+    pipe.hgetall(q.flagged)
+    pipe.hgetall(q.parked)
+    blocked, flagged, parked = pipe.execute()
+    return BotStats(
+        blocked={k.decode(): int(v) for k, v in blocked.items()},
+        flagged={k.decode(): int(v) for k, v in flagged.items()},
+        parked={int(k): v.decode().split(",") for k, v in parked.items()},
+    )

@@ -6,6 +6,7 @@ drop per second, atomic, so any number of tickers admit each shopper exactly onc
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -20,17 +21,18 @@ from inventory.models import Drop, DropState
 from inventory.redis_keys import inventory_keys
 from payments.redis_keys import authorized_key
 
-from . import realtime, selectors
+from . import bots, pow, realtime, recaptcha, selectors
 from .errors import (
     AdmissionExpired,
     AuthorizationRequired,
+    BotSuspected,
     DropNotOpen,
     NotAdmitted,
     PowReplayed,
     QueueSoldOut,
 )
 from .redis_keys import queue_keys
-from .scripts import FinishResult, JoinResult, StartResult, lua_script
+from .scripts import FinishResult, JoinResult, ReleaseResult, StartResult, lua_script
 from .selectors import Entry, EntryStatus
 
 logger = logging.getLogger(__name__)
@@ -54,14 +56,18 @@ def ticket_issue(
     *,
     drop: Drop,
     shopper_id: int,
+    device: str = "",
     require_authorization: bool = True,
     pow_marker: str | None = None,
     pow_ttl: int = 600,
+    park_reasons: list[str] | None = None,
 ) -> tuple[Entry, bool]:
     """Queue the shopper (pre-queue before the start, a ticket after) in one Redis call.
 
     Returns the entry and whether it was created now. ``pow_marker`` is the proof-of-work's
-    signature: it is spent in the same call, so a replayed one is refused atomically.
+    signature: it is spent in the same call, so a replayed one is refused atomically. ``device``
+    is the hashed device fingerprint; at most ``drop.max_accounts_per_device`` shoppers queue
+    from one. With ``park_reasons`` the entry goes to the queue that is never admitted.
     """
     if drop.state_at(remaining=1) not in JOINABLE:
         raise DropNotOpen
@@ -78,8 +84,19 @@ def ticket_issue(
             inv.stock,
             inv.holds,
             f"{q.pow_spent}{pow_marker}" if pow_marker else "",
+            f"{q.device}{device}" if device else "",
+            q.parked,
+            q.blocked,
+            q.flagged,
         ],
-        args=[shopper_id, 1 if require_authorization else 0, pow_ttl],
+        args=[
+            shopper_id,
+            1 if require_authorization else 0,
+            pow_ttl,
+            drop.max_accounts_per_device,
+            1 if park_reasons else 0,
+            ",".join(park_reasons or []),
+        ],
         client=redis_client(),
     )
     result = JoinResult(code)
@@ -89,12 +106,90 @@ def ticket_issue(
         raise QueueSoldOut
     if result is JoinResult.POW_REPLAYED:
         raise PowReplayed
+    if result is JoinResult.DEVICE_LIMIT:
+        raise BotSuspected("Too many accounts have queued from this device.", reasons=["device_limit"])
     if result is JoinResult.EXISTING:
         # The whole entry (admitted, expired, purchased...) needs the full read.
         return selectors.entry_get(drop=drop, shopper_id=shopper_id), False
     return selectors.entry_build(
-        drop=drop, ticket=ticket, serving=serving, length=length, expires_ms=0, outcome="", rate=0.0, sold_out=False
+        drop=drop,
+        ticket=ticket,
+        serving=serving,
+        length=length,
+        expires_ms=0,
+        outcome="",
+        rate=0.0,
+        sold_out=False,
+        last_ticket=length,
     ), True
+
+
+def queue_join(
+    *,
+    drop: Drop,
+    shopper_id: int,
+    pow_payload: str,
+    fingerprint: str,
+    signals: dict,
+    user_agent: str,
+    account_age: float | None,
+    remote_ip: str,
+    recaptcha_token: str | None = None,
+) -> tuple[Entry, bool]:
+    """Check a join's bot signals, proof-of-work and reCAPTCHA, then queue it (or park or refuse it).
+
+    Only the final ``ticket_issue`` call and, for a refused join, one counter touch Redis.
+    """
+    if drop.min_account_age and (account_age is None or account_age < drop.min_account_age):
+        bots_count_blocked(drop=drop, reasons=["account_too_new"])
+        raise BotSuspected("This account is too new to join this drop.", reasons=["account_too_new"])
+    proof = pow.pow_verify(payload=pow_payload, drop_id=drop.pk, shopper_id=shopper_id)
+    if recaptcha.recaptcha_enabled():
+        try:
+            recaptcha.recaptcha_check(token=recaptcha_token or "", remote_ip=remote_ip, action="join")
+        except BotSuspected as exc:
+            bots_count_blocked(drop=drop, reasons=exc.reasons)
+            raise
+    verdict = bots.suspicion_score(user_agent=user_agent, signals=signals, account_age=account_age)
+    park = None
+    if verdict.score >= drop.bot_threshold:
+        if drop.bot_action != "park":
+            bots_count_blocked(drop=drop, reasons=verdict.reasons)
+            raise BotSuspected(reasons=verdict.reasons)
+        park = verdict.reasons
+    device = hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
+    return ticket_issue(
+        drop=drop,
+        shopper_id=shopper_id,
+        device=device,
+        pow_marker=proof.signature,
+        pow_ttl=proof.expires_in,
+        park_reasons=park,
+    )
+
+
+def bots_count_blocked(*, drop: Drop, reasons: list[str]) -> None:
+    """Count a refused join under each of its reasons (what merchandisers see in admin)."""
+    if reasons:
+        pipe = redis_client().pipeline(transaction=False)
+        for reason in reasons:
+            pipe.hincrby(queue_keys(drop.pk).blocked, reason, 1)
+        pipe.execute()
+
+
+def parked_release(*, drop: Drop, shopper_id: int) -> ReleaseResult:
+    """Let a parked shopper into the real queue, at its end (a merchandiser's decision)."""
+    q = queue_keys(drop.pk)
+    code, _ticket = lua_script("release")(
+        keys=[q.entries, q.parked, q.started, q.last_ticket, q.tickets, q.prequeue],
+        args=[shopper_id],
+        client=redis_client(),
+    )
+    result = ReleaseResult(code)
+    if result is ReleaseResult.RELEASED:
+        logger.info("released parked shopper %s on drop %s", shopper_id, drop.pk)
+        realtime.entry_publish(drop=drop, shopper_id=shopper_id)
+    return result
 
 
 def queue_start(*, drop: Drop) -> StartResult:

@@ -186,3 +186,23 @@ PAYMENTS_CANCEL_MARGIN_HOURS = env.int("PAYMENTS_CANCEL_MARGIN_HOURS", default=1
 # One cancellation task runs at most this long before it hands over to its continuation.
 PAYMENTS_CANCEL_BATCH_SECONDS = env.float("PAYMENTS_CANCEL_BATCH_SECONDS", default=20.0)
 CELERY_BEAT_SCHEDULE["payments-cancel-due"] = {"task": "payments.tasks.authorizations_cancel_due", "schedule": 30.0}
+
+# Bot mitigation
+# How many proxies in front of us append to X-Forwarded-For; 0 means the header is ignored.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+RATELIMIT_IP_META_KEY = "flashsale.net.client_ip"
+RATELIMIT_VIEW = "flashsale.views.ratelimited"
+RECAPTCHA_REQUIRED_SCORE = env.float("RECAPTCHA_REQUIRED_SCORE", default=0.5)
+# When Google cannot be reached: True lets the join through (other checks still apply), False refuses it.
+RECAPTCHA_FAIL_OPEN = env.bool("RECAPTCHA_FAIL_OPEN", default=False)
+RECAPTCHA_VERIFY_REQUEST_TIMEOUT = env.int("RECAPTCHA_VERIFY_REQUEST_TIMEOUT", default=3)
+# (key, rate) limits per endpoint group; see flashsale/ratelimits.py.
+RATE_LIMITS = {
+    "sign-in": [("ip", "20/m")],
+    "sign-up": [("ip", "5/m")],
+    "challenge": [("ip", "120/m"), ("shopper", "20/m")],
+    "queue-join": [("ip", "120/m"), ("shopper", "10/m")],
+    "queue-read": [("shopper", "120/m")],
+    "authorization": [("ip", "60/m"), ("shopper", "10/m")],
+    "purchase": [("ip", "120/m"), ("shopper", "10/m")],
+}

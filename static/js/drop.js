@@ -131,11 +131,24 @@ async function solve(challenge) {
   throw new Error("no solution");
 }
 
+// A device fingerprint from stable browser signals, hashed (the raw signals never leave the page).
 async function fingerprint() {
-  const signals = [navigator.userAgent, navigator.language, screen.width, screen.height, screen.colorDepth,
-                   Intl.DateTimeFormat().resolvedOptions().timeZone, navigator.hardwareConcurrency,
-                   navigator.webdriver ? "webdriver" : ""].join("|");
-  return sha256Hex(signals);
+  const canvas = document.createElement("canvas");
+  const gl = canvas.getContext("webgl");
+  const renderer = gl ? gl.getParameter(gl.RENDERER) : "";
+  const stable = [navigator.userAgent, navigator.language, (navigator.languages || []).join(","), screen.width,
+                  screen.height, screen.colorDepth, Intl.DateTimeFormat().resolvedOptions().timeZone,
+                  navigator.hardwareConcurrency, navigator.platform, renderer].join("|");
+  return sha256Hex(stable);
+}
+
+// What an automated browser tends to give away; the server weighs these into a suspicion score.
+function automationSignals() {
+  return {
+    webdriver: navigator.webdriver === true,
+    headless: /HeadlessChrome/.test(navigator.userAgent),
+    languages: (navigator.languages || []).length,
+  };
 }
 
 async function join() {
@@ -145,7 +158,7 @@ async function join() {
   try {
     const challenge = await call("GET", `${api}/challenge`);
     if (challenge.status !== 200) return fail(challenge.data);
-    const body = { altcha: await solve(challenge.data), fingerprint: await fingerprint() };
+    const body = { altcha: await solve(challenge.data), fingerprint: await fingerprint(), signals: automationSignals() };
     let joined = await call("POST", `${api}/queue`, body);
     if (joined.status === 402) {
       say("Holding your card for this drop…");

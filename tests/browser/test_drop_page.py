@@ -24,7 +24,9 @@ def _ticker(drop, stop):
 def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browser, settings, redis):
     settings.POW_COST = 300
     selectors.drop_cache_clear()
-    drop = DropFactory(slug="air", quantity=50, admission_rate=2, checkout_window=120)
+    # The test browser is an automated, headless Chromium: exactly what bot mitigation flags. This test
+    # is about the queue's experience, so the drop's bot threshold is set out of reach.
+    drop = DropFactory(slug="air", quantity=50, admission_rate=2, checkout_window=120, bot_threshold=1000)
     inventory_services.drop_arm(drop=drop)
     services.queue_start(drop=drop)
     for shopper_id in range(900_001, 900_007):  # six shoppers are already ahead

@@ -1,18 +1,18 @@
 """The queue's HTTP contract: join with proof-of-work, position, and every rejection changing nothing."""
 
-import base64
-import json
+from datetime import timedelta
 
-import altcha
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from inventory import services as inventory_services
-from payments.redis_keys import authorized_key
 from tests.factories import DropFactory, UserFactory
 from waitingroom import pow, selectors
 from waitingroom.redis_keys import queue_keys
 from waitingroom.services import queue_start
+
+from .support import authorize, join_body, post, solved
 
 pytestmark = pytest.mark.django_db
 
@@ -33,32 +33,9 @@ def live(redis):
 
 @pytest.fixture
 def signed_in(client):
-    user = UserFactory()
+    user = UserFactory(date_joined=timezone.now() - timedelta(days=30))
     client.force_login(user)
     return user
-
-
-def authorize(redis, drop, user):
-    # What payments' authorization service records once a card hold succeeds.
-    redis.sadd(authorized_key(drop.pk), user.pk)
-
-
-def solved(challenge: dict) -> str:
-    solution = altcha.solve_challenge_v1(
-        challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxnumber"], 0
-    )
-    return base64.b64encode(json.dumps({**challenge, "number": solution.number}).encode()).decode()
-
-
-def join_body(client, slug="air", **extra):
-    challenge = client.get(f"/api/drops/{slug}/challenge").json()
-    return {"altcha": solved(challenge), "fingerprint": "fp-1234567890", **extra}
-
-
-def post(client, url, body):
-    return client.post(
-        url, json.dumps(body) if not isinstance(body, str | bytes) else body, content_type="application/json"
-    )
 
 
 def test_join_then_watch_the_position(client, signed_in, live, redis):

@@ -2,7 +2,7 @@
 -- KEYS[1] entries  KEYS[2] serving  KEYS[3] admitted  KEYS[4] outcome  KEYS[5] tick  KEYS[6] last_ticket
 -- KEYS[7] stock (inventory)  KEYS[8] holds (inventory)
 -- ARGV[1] shopper id
--- Returns {ticket (-1 = not in the queue), serving, length, admission expiry ms (0 = none), outcome or '',
+-- Returns {ticket (-2 = not in the queue, -1 = parked), serving, length, admission expiry ms (0 = none), outcome or '',
 --   measured rate x1000, last ticket, free stock (-1 when not armed), number of holds}
 local ticket = redis.call('HGET', KEYS[1], ARGV[1])
 local serving = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -12,7 +12,7 @@ local last_ticket = tonumber(redis.call('GET', KEYS[6]) or '0')
 local stock = tonumber(redis.call('GET', KEYS[7]) or '-1')
 local holds = redis.call('HLEN', KEYS[8])
 if not ticket then
-  return {-1, serving, length, 0, '', rate, last_ticket, stock, holds}
+  return {-2, serving, length, 0, '', rate, last_ticket, stock, holds}
 end
 local expires = redis.call('ZSCORE', KEYS[3], ARGV[1])
 local outcome = redis.call('HGET', KEYS[4], ARGV[1]) or ''

@@ -2,9 +2,13 @@
 -- KEYS[1] entries  KEYS[2] tickets  KEYS[3] prequeue  KEYS[4] started  KEYS[5] last_ticket  KEYS[6] serving
 -- KEYS[7] authorized (payments)  KEYS[8] stock (inventory)  KEYS[9] holds (inventory)
 -- KEYS[10] spent proof-of-work marker ('' when none is checked)
+-- KEYS[11] accounts seen on this device ('' when no device is known)
+-- KEYS[12] parked (hash shopper -> reasons)  KEYS[13] blocked counts by reason  KEYS[14] flagged counts by reason
 -- ARGV[1] shopper id  ARGV[2] 1 when a card authorization is required  ARGV[3] seconds the marker lives
+-- ARGV[4] accounts allowed per device  ARGV[5] 1 to park the entry (never admitted)
+-- ARGV[6] the reasons, comma-separated, counted when the entry is parked
 -- Returns {code, ticket, serving, length}: 1 TICKETED, 2 PREQUEUED, 3 EXISTING, 4 AUTHORIZATION_REQUIRED,
---   5 SOLD_OUT, 6 POW_REPLAYED
+--   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED
 local serving = tonumber(redis.call('GET', KEYS[6]) or '0')
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
@@ -17,8 +21,24 @@ local stock = redis.call('GET', KEYS[8])
 if stock and tonumber(stock) <= 0 and redis.call('HLEN', KEYS[9]) == 0 then
   return {5, 0, serving, redis.call('HLEN', KEYS[1])}
 end
+if KEYS[11] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 0
+    and redis.call('SCARD', KEYS[11]) >= tonumber(ARGV[4]) then
+  redis.call('HINCRBY', KEYS[13], 'device_limit', 1)
+  return {7, 0, serving, redis.call('HLEN', KEYS[1])}
+end
 if KEYS[10] ~= '' and not redis.call('SET', KEYS[10], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then
   return {6, 0, serving, redis.call('HLEN', KEYS[1])}
+end
+if KEYS[11] ~= '' then
+  redis.call('SADD', KEYS[11], ARGV[1])
+end
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], -1)
+  redis.call('HSET', KEYS[12], ARGV[1], ARGV[6])
+  for reason in string.gmatch(ARGV[6], '[^,]+') do
+    redis.call('HINCRBY', KEYS[14], reason, 1)
+  end
+  return {8, -1, serving, redis.call('HLEN', KEYS[1])}
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   local ticket = redis.call('INCR', KEYS[5])
