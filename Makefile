@@ -11,7 +11,7 @@ TEST_REDIS_URL ?= $(patsubst %/0,%/15,$(REDIS_URL))
 export TEST_REDIS_URL
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install install-dev serve bench clean
+.PHONY: run test lint format install install-dev serve bench clean vendor-altcha
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,3 +55,11 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) var
+
+ALTCHA_VERSION ?= 3.2.2
+## Refresh the vendored ALTCHA widget from npm (static/vendor/altcha).
+vendor-altcha:
+	rm -rf var/altcha-pkg && mkdir -p var/altcha-pkg
+	cd var/altcha-pkg && npm pack --silent altcha@$(ALTCHA_VERSION) && tar xzf altcha-$(ALTCHA_VERSION).tgz
+	cp var/altcha-pkg/package/dist/main/altcha.min.js static/vendor/altcha/altcha.min.js
+	cp var/altcha-pkg/package/LICENSE.txt static/vendor/altcha/LICENSE.txt

@@ -121,14 +121,24 @@ async function sha256Hex(text) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function solve(challenge) {
-  for (let n = 0; n <= challenge.maxnumber; n++) {
-    if ((await sha256Hex(challenge.salt + n)) === challenge.challenge) {
-      return btoa(JSON.stringify({ algorithm: challenge.algorithm, challenge: challenge.challenge, number: n,
-                                   salt: challenge.salt, signature: challenge.signature }));
-    }
-  }
-  throw new Error("no solution");
+// The ALTCHA widget (vendored from npm) fetches the challenge and solves it in web workers.
+function proofOfWork() {
+  const widget = $("pow");
+  return new Promise((resolve, reject) => {
+    const onState = (event) => {
+      const { state, payload } = event.detail;
+      if (state === "verified") {
+        widget.removeEventListener("statechange", onState);
+        resolve(payload);
+      } else if (state === "error" || state === "expired") {
+        widget.removeEventListener("statechange", onState);
+        reject(new Error(`proof-of-work ${state}`));
+      }
+    };
+    widget.addEventListener("statechange", onState);
+    widget.reset();
+    widget.verify();
+  });
 }
 
 // A device fingerprint from stable browser signals, hashed (the raw signals never leave the page).
@@ -156,19 +166,12 @@ async function join() {
   $("join").disabled = true;
   say("Checking you are not a bot…");
   try {
-    const challenge = await call("GET", `${api}/challenge`);
-    if (challenge.status !== 200) return fail(challenge.data);
-    const body = { altcha: await solve(challenge.data), fingerprint: await fingerprint(), signals: automationSignals() };
-    let joined = await call("POST", `${api}/queue`, body);
-    if (joined.status === 402) {
-      say("Holding your card for this drop…");
-      const auth = await call("POST", `${api}/authorization`, { payment_method: "pm_card_visa" });
-      if (auth.status !== 200 && auth.status !== 201) return fail(auth.data);
-      const retry = await call("GET", `${api}/challenge`);
-      joined = await call("POST", `${api}/queue`, { ...body, altcha: await solve(retry.data) });
-    }
+    const body = { altcha: await proofOfWork(), fingerprint: await fingerprint(), signals: automationSignals() };
+    const joined = await call("POST", `${api}/queue`, body);
     if (joined.status === 200 || joined.status === 201) renderEntry(joined.data);
     else fail(joined.data);
+  } catch (err) {
+    fail({ error: { message: "The bot check did not finish; press Join again." } });
   } finally {
     $("join").disabled = false;
   }
