@@ -31,7 +31,8 @@ def test_schedule_drop_creates_arms_and_prints_the_drop():
         "slug": "air-1", "title": "Air 1", "price": "129.00", "currency": "usd", "quantity": 25, "remaining": 25,
         "state": "scheduled",
     }
-    assert (printed["admission_rate"], printed["per_customer_limit"], printed["queue"]) == (250, 2, {"length": 0, "serving": 0})
+    assert (printed["admission_rate"], printed["per_customer_limit"]) == (250, 2)
+    assert printed["queue"] == {"length": 0, "serving": 0}
     drop = Drop.objects.get(slug="air-1")
     assert (drop.starts_at - drop.prequeue_opens_at).total_seconds() == 300
     assert selectors.stock_get(drop=drop).redis == 25
@@ -43,7 +44,8 @@ def test_schedule_drop_again_updates_and_moves_the_stock(drop):
                                                           shopper=buyer))
     out = run("schedule_drop", "--slug", drop.slug, "--title", "Renamed", "--price", "99.50", "--quantity", "30")
     printed = json.loads(out)
-    assert (printed["title"], printed["price"], printed["quantity"], printed["remaining"]) == ("Renamed", "99.50", 30, 29)
+    assert (printed["title"], printed["price"]) == ("Renamed", "99.50")
+    assert (printed["quantity"], printed["remaining"]) == (30, 29)
 
 
 @pytest.mark.parametrize(
