@@ -35,7 +35,8 @@ serve:
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo
-	$(VENV)/bin/honcho -f $$($(PY) scripts/procfile.py) start
+	rm -rf var/prometheus && mkdir -p var/prometheus
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus $(VENV)/bin/honcho -f $$($(PY) scripts/procfile.py) start
 
 ## Set up and run the whole test suite (starts a Redis when none answers).
 test: $(VENV)/.installed-dev

@@ -14,6 +14,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
 from flashsale.api import ApiError, api_view, field, invalid, json_body, session_shopper_required
+from flashsale.metrics import JOINS
 from flashsale.net import client_ip
 from flashsale.ratelimits import rate_limited
 from inventory.errors import InventoryError
@@ -164,5 +165,7 @@ def queue(request: HttpRequest, slug: str) -> JsonResponse:
             recaptcha_token=token,
         )
     except InventoryError as exc:
+        JOINS.labels(drop.slug, exc.code).inc()
         raise _domain(exc) from None
+    JOINS.labels(drop.slug, "joined" if created else "existing").inc()
     return JsonResponse(entry.as_dict(), status=201 if created else 200)

@@ -59,6 +59,7 @@ class QueueStats:
     length: int  # shoppers queued, pre-queue included
     serving: int  # highest ticket admitted
     admitted: int  # shoppers admitted whose checkout window is still open
+    measured_rate: float = 0.0  # admissions per second over roughly the last five seconds
 
 
 def drop_cached_get(*, slug: str) -> Drop | None:
@@ -147,8 +148,11 @@ def queue_stats_get(*, drop_id: int) -> QueueStats:
     pipe.hlen(keys.entries)
     pipe.get(keys.serving)
     pipe.zcard(keys.admitted)
-    length, serving, admitted = pipe.execute()
-    return QueueStats(length=int(length), serving=int(serving or 0), admitted=int(admitted))
+    pipe.hget(keys.tick, "rate")
+    length, serving, admitted, rate = pipe.execute()
+    return QueueStats(
+        length=int(length), serving=int(serving or 0), admitted=int(admitted), measured_rate=float(rate or 0)
+    )
 
 
 def drop_public_get(*, drop: Drop) -> dict:

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "flashsale.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -206,3 +207,10 @@ RATE_LIMITS = {
     "authorization": [("ip", "60/m"), ("shopper", "10/m")],
     "purchase": [("ip", "120/m"), ("shopper", "10/m")],
 }
+
+# Metrics
+# /metrics answers only these networks (Prometheus scrapes from inside).
+METRICS_ALLOWED_NETWORKS = env.list(
+    "METRICS_ALLOWED_NETWORKS",
+    default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+)
