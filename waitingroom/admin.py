@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.http import HttpResponseRedirect
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from inventory import services as inventory_services
+
+from . import dashboard, selectors, services
 from .models import DropQueue
 from .scripts import ReleaseResult
+from .selectors import dashboard_figures
 
 
 @admin.register(DropQueue)
 class DropQueueAdmin(admin.ModelAdmin):
-    list_display = ["slug", "queue_length", "serving", "admitted_now", "blocked_total", "flagged_total"]
+    list_display = ["slug", "live_link", "queue_length", "serving", "admitted_now", "blocked_total", "flagged_total"]
     fields = ["slug", "queue", "blocked", "flagged", "parked"]
     readonly_fields = fields
     search_fields = ["slug"]
@@ -29,11 +34,77 @@ class DropQueueAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        release = self.admin_site.admin_view(require_POST(self.release_view))
+        view = self.admin_site.admin_view
         return [
-            path("<int:pk>/release/<int:shopper_id>/", release, name="waitingroom_dropqueue_release"),
+            path(
+                "<int:pk>/release/<int:shopper_id>/",
+                view(require_POST(self.release_view)),
+                name="waitingroom_dropqueue_release",
+            ),
+            path("<int:pk>/dashboard/", view(self.dashboard_view), name="waitingroom_dropqueue_dashboard"),
+            path("<int:pk>/dashboard.json", view(self.dashboard_json), name="waitingroom_dropqueue_dashboard_json"),
+            path("<int:pk>/chart/<slug:name>.svg", view(self.chart_view), name="waitingroom_dropqueue_chart"),
+            path(
+                "<int:pk>/control/<slug:action>/",
+                view(require_POST(self.control_view)),
+                name="waitingroom_dropqueue_control",
+            ),
             *super().get_urls(),
         ]
+
+    # --- the live dashboard -------------------------------------------------------------------------
+
+    def _drop_or_deny(self, request, pk: int, *, change: bool = False) -> DropQueue | None:
+        drop = get_object_or_404(DropQueue.objects.select_related("product"), pk=pk)
+        allowed = self.has_change_permission(request, drop) if change else self.has_view_permission(request, drop)
+        return drop if allowed else None
+
+    def dashboard_view(self, request, pk: int):
+        drop = self._drop_or_deny(request, pk)
+        if drop is None:
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Live: {drop.slug}",
+            "drop": drop,
+            "figures": dashboard_figures(drop=drop),
+            "charts": list(dashboard.CHARTS),
+            "can_control": self.has_change_permission(request, drop),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/waitingroom/dashboard.html", context)
+
+    def dashboard_json(self, request, pk: int):
+        drop = self._drop_or_deny(request, pk)
+        if drop is None:
+            raise PermissionDenied
+        return JsonResponse(dashboard_figures(drop=drop))
+
+    def chart_view(self, request, pk: int, name: str):
+        drop = self._drop_or_deny(request, pk)
+        if drop is None:
+            raise PermissionDenied
+        if name not in dashboard.CHARTS:
+            raise Http404("No such chart.")
+        title, points = dashboard.CHARTS[name]
+        svg = dashboard.svg_chart(points(dashboard.series_get(drop_id=drop.pk)), title=title)
+        return HttpResponse(svg, content_type="image/svg+xml")
+
+    def control_view(self, request, pk: int, action: str):
+        drop = self._drop_or_deny(request, pk, change=True)
+        if drop is None:
+            raise PermissionDenied
+        actions = {
+            "pause": inventory_services.drop_pause,
+            "resume": inventory_services.drop_resume,
+            "end": inventory_services.drop_end,
+            "reconcile": inventory_services.inventory_rebuild,
+        }
+        if action not in actions:
+            raise Http404("No such action.")
+        actions[action](drop=drop)
+        self.message_user(request, f"{drop.slug}: {action} done.")
+        return HttpResponseRedirect(reverse("admin:waitingroom_dropqueue_dashboard", args=[pk]))
 
     def release_view(self, request, pk: int, shopper_id: int):
         drop = get_object_or_404(DropQueue, pk=pk)
@@ -46,6 +117,10 @@ class DropQueueAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:waitingroom_dropqueue_change", args=[pk]))
 
     # --- figures ------------------------------------------------------------------------------------
+
+    @admin.display(description="dashboard")
+    def live_link(self, drop: DropQueue) -> str:
+        return format_html('<a href="{}">live</a>', reverse("admin:waitingroom_dropqueue_dashboard", args=[drop.pk]))
 
     @admin.display(description="queued")
     def queue_length(self, drop: DropQueue) -> int:

@@ -15,6 +15,7 @@ from inventory.redis_keys import inventory_keys
 from inventory.selectors import drop_state_get, orders_by_status, stock_get
 from payments.selectors import authorization_counts
 
+from .dashboard import recent_rate, series_get
 from .redis_keys import queue_keys
 from .scripts import lua_script
 
@@ -242,3 +243,21 @@ def bot_stats_get(*, drop_id: int) -> BotStats:
         flagged={k.decode(): int(v) for k, v in flagged.items()},
         parked={int(k): v.decode().split(",") for k, v in parked.items()},
     )
+
+
+def dashboard_figures(*, drop: Drop) -> dict:
+    """Everything the live dashboard shows; ``status`` is exactly what ``drop_status --json`` prints."""
+    status = drop_status_get(drop=drop)
+    queue = queue_stats_get(drop_id=drop.pk)
+    bots = bot_stats_get(drop_id=drop.pk)
+    samples = series_get(drop_id=drop.pk)
+    sold = status["stock"]["sold"]
+    return {
+        "status": status,
+        "starts_at": iso_utc(drop.starts_at),
+        "ends_at": iso_utc(drop.ends_at),
+        "admission_rate": {"set": drop.admission_rate, "measured": round(queue.measured_rate, 1)},
+        "purchases_per_second": round(recent_rate(samples, "sold"), 2),
+        "conversion": round(sold / queue.serving, 4) if queue.serving else None,
+        "bots": {"blocked": bots.blocked, "flagged": bots.flagged, "parked": len(bots.parked)},
+    }

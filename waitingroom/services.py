@@ -21,7 +21,7 @@ from inventory.models import Drop, DropState
 from inventory.redis_keys import inventory_keys
 from payments.redis_keys import authorized_key
 
-from . import bots, pow, realtime, recaptcha, selectors
+from . import bots, dashboard, pow, realtime, recaptcha, selectors
 from .errors import (
     AdmissionExpired,
     AuthorizationRequired,
@@ -243,6 +243,7 @@ def queue_admit_batch(*, drop: Drop, now_ms: int | None = None, publish: bool = 
     if result.expired:
         _expired_followups(drop=drop, shopper_ids=result.expired)
     if publish:
+        dashboard.sample_record(drop=drop, admitted=result.active)
         realtime.tick_publish(drop=drop, tick=result)
     return result
 
