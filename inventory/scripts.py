@@ -20,6 +20,7 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 class ArmResult(enum.IntEnum):
     ARMED = 1
     ALREADY_ARMED = 2
+    FOREIGN = 3
 
 
 class AdjustResult(enum.IntEnum):

@@ -32,7 +32,7 @@ from .errors import (
     SoldOut,
 )
 from .models import Drop, Order, OrderStatus, Product
-from .redis_keys import inventory_keys
+from .redis_keys import drop_tag, inventory_keys
 from .scripts import (
     AdjustResult,
     ArmResult,
@@ -181,17 +181,35 @@ def drop_quantity_set(*, drop: Drop, quantity: int) -> Drop:
 
 
 def drop_arm(*, drop: Drop) -> ArmResult:
-    """Load the drop's stock into Redis once; an armed counter is never reset."""
+    """Load the drop's stock into Redis once; an armed counter is never reset.
+
+    Keys left by another drop with the same id (a recreated database) are wiped first.
+    """
     keys = inventory_keys(drop.pk)
-    result = ArmResult(
-        lua_script("arm")(
-            keys=[keys.stock, keys.sold, keys.meta], args=[drop.quantity, drop.sold], client=redis_client()
+    client = redis_client()
+    for _ in range(2):
+        result = ArmResult(
+            lua_script("arm")(
+                keys=[keys.stock, keys.sold, keys.meta],
+                args=[drop.quantity, drop.sold, drop_epoch(drop)],
+                client=client,
+            )
         )
-    )
+        if result is not ArmResult.FOREIGN:
+            break
+        logger.warning("drop %s: Redis held keys of an older drop with the same id; wiping them", drop.pk)
+        stale = list(client.scan_iter(match=f"{drop_tag(drop.pk)}:*", count=1000))
+        if stale:
+            client.delete(*stale)
     if drop.armed_at is None:
         drop.armed_at = timezone.now()
         Drop.objects.filter(pk=drop.pk, armed_at__isnull=True).update(armed_at=drop.armed_at)
     return result
+
+
+def drop_epoch(drop: Drop) -> str:
+    """What tells this drop's Redis keys from an older drop's with the same id: its creation time."""
+    return f"{drop.created_at.timestamp():.6f}"
 
 
 def drop_pause(*, drop: Drop) -> None:
@@ -393,7 +411,7 @@ def inventory_rebuild(*, drop: Drop) -> RebuildResult:
         paid = list(live.filter(status=OrderStatus.PAID).values_list("claim_id", flat=True))
         pending = list(live.filter(status=OrderStatus.PENDING).values_list("claim_id", "shopper_id", "quantity"))
         per_shopper = list(live.values("shopper_id").annotate(units=Sum("quantity")).values_list("shopper_id", "units"))
-        args: list[object] = [drop.quantity, drop.sold, _hold_ms(), len(paid), len(pending), *paid]
+        args: list[object] = [drop.quantity, drop.sold, _hold_ms(), drop_epoch(drop), len(paid), len(pending), *paid]
         for triple in pending:
             args.extend(triple)
         for pair in per_shopper:

@@ -2,7 +2,8 @@
 -- KEYS[1] stock  KEYS[2] sold  KEYS[3] holds  KEYS[4] hold_expiry  KEYS[5] customers  KEYS[6] committed
 -- KEYS[7] meta
 -- ARGV[1] quantity  ARGV[2] units taken in the database (drop.sold: pending and paid)
--- ARGV[3] hold time in ms  ARGV[4] number of paid claims P  ARGV[5] number of pending claims H
+-- ARGV[3] hold time in ms  ARGV[4] the drop's epoch  ARGV[5] number of paid claims P
+-- ARGV[6] number of pending claims H
 -- then P paid claim ids, then H triples (claim id, shopper id, units) of pending orders,
 -- then (shopper id, units) pairs of every shopper's pending and paid units
 -- Returns {stock, sold, held}
@@ -12,11 +13,11 @@ end
 local quantity = tonumber(ARGV[1])
 local taken = tonumber(ARGV[2])
 local hold_ms = tonumber(ARGV[3])
-local paid_n = tonumber(ARGV[4])
-local pending_n = tonumber(ARGV[5])
+local paid_n = tonumber(ARGV[5])
+local pending_n = tonumber(ARGV[6])
 local now = redis.call('TIME')
 local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + hold_ms
-local i = 6
+local i = 7
 for _ = 1, paid_n do
   redis.call('SADD', KEYS[6], ARGV[i])
   i = i + 1
@@ -36,5 +37,5 @@ end
 local sold = taken - held
 redis.call('SET', KEYS[1], quantity - taken)
 redis.call('SET', KEYS[2], sold)
-redis.call('HSET', KEYS[7], 'quantity', quantity)
+redis.call('HSET', KEYS[7], 'quantity', quantity, 'epoch', ARGV[4])
 return {quantity - taken, sold, held}

@@ -23,12 +23,34 @@ def run(*args) -> str:
 
 def test_schedule_drop_creates_arms_and_prints_the_drop():
     out = run(
-        "schedule_drop", "--slug", "air-1", "--title", "Air 1", "--price", "129.00", "--quantity", "25",
-        "--starts-in", "600", "--prequeue", "300", "--rate", "250", "--limit", "2", "--checkout-window", "120",
+        "schedule_drop",
+        "--slug",
+        "air-1",
+        "--title",
+        "Air 1",
+        "--price",
+        "129.00",
+        "--quantity",
+        "25",
+        "--starts-in",
+        "600",
+        "--prequeue",
+        "300",
+        "--rate",
+        "250",
+        "--limit",
+        "2",
+        "--checkout-window",
+        "120",
     )
     printed = json.loads(out)
     assert {k: printed[k] for k in ("slug", "title", "price", "currency", "quantity", "remaining", "state")} == {
-        "slug": "air-1", "title": "Air 1", "price": "129.00", "currency": "usd", "quantity": 25, "remaining": 25,
+        "slug": "air-1",
+        "title": "Air 1",
+        "price": "129.00",
+        "currency": "usd",
+        "quantity": 25,
+        "remaining": 25,
         "state": "scheduled",
     }
     assert (printed["admission_rate"], printed["per_customer_limit"]) == (250, 2)
@@ -40,8 +62,9 @@ def test_schedule_drop_creates_arms_and_prints_the_drop():
 
 def test_schedule_drop_again_updates_and_moves_the_stock(drop):
     buyer = UserFactory()
-    services.order_mark_paid(order=services.order_reserve(claim=services.unit_claim(drop=drop, shopper_id=buyer.pk),
-                                                          shopper=buyer))
+    services.order_mark_paid(
+        order=services.order_reserve(claim=services.unit_claim(drop=drop, shopper_id=buyer.pk), shopper=buyer)
+    )
     out = run("schedule_drop", "--slug", drop.slug, "--title", "Renamed", "--price", "99.50", "--quantity", "30")
     printed = json.loads(out)
     assert (printed["title"], printed["price"]) == ("Renamed", "99.50")
@@ -77,8 +100,9 @@ def test_create_shoppers_is_bulk_and_leaves_existing_ones():
 def test_drop_status_json_counts_everything(make_drop):
     drop = make_drop(quantity=3)
     buyer, failer, holder = UserFactory(), UserFactory(), UserFactory()
-    services.order_mark_paid(order=services.order_reserve(claim=services.unit_claim(drop=drop, shopper_id=buyer.pk),
-                                                          shopper=buyer))
+    services.order_mark_paid(
+        order=services.order_reserve(claim=services.unit_claim(drop=drop, shopper_id=buyer.pk), shopper=buyer)
+    )
     failed = services.order_reserve(claim=services.unit_claim(drop=drop, shopper_id=failer.pk), shopper=failer)
     services.order_mark_failed(order=failed, failure_code="card_declined")
     services.unit_claim(drop=drop, shopper_id=holder.pk)
@@ -87,12 +111,19 @@ def test_drop_status_json_counts_everything(make_drop):
     assert status["state"] == "live"
     assert status["quantity"] == 3
     assert {k: status["stock"][k] for k in ("redis", "database", "sold", "held")} == {
-        "redis": 1, "database": 2, "sold": 1, "held": 1,
+        "redis": 1,
+        "database": 2,
+        "sold": 1,
+        "held": 1,
     }
     assert status["queue"] == {"length": 0, "serving": 0, "admitted": 0}
     assert status["orders"] == {"paid": 1, "failed": 1, "refunded": 0}
     assert status["authorizations"] == {
-        "requires_action": 0, "authorized": 0, "captured": 0, "canceled": 0, "failed": 0,
+        "requires_action": 0,
+        "authorized": 0,
+        "captured": 0,
+        "canceled": 0,
+        "failed": 0,
     }
     text = run("drop_status", drop.slug)
     assert "stock: redis 1, database 2, sold 1, held 1" in text
@@ -105,8 +136,9 @@ def test_drop_status_unknown_slug():
 
 def test_reconcile_drop_repairs_redis_from_the_database(drop, redis):
     buyer = UserFactory()
-    services.order_mark_paid(order=services.order_reserve(claim=services.unit_claim(drop=drop, shopper_id=buyer.pk),
-                                                          shopper=buyer))
+    services.order_mark_paid(
+        order=services.order_reserve(claim=services.unit_claim(drop=drop, shopper_id=buyer.pk), shopper=buyer)
+    )
     redis.delete(*inventory_keys(drop.pk).as_list())
     report = json.loads(run("reconcile_drop", drop.slug))
     assert report["before"]["redis"] is None

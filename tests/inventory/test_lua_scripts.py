@@ -22,8 +22,9 @@ def keys():
     return inventory_keys(DROP)
 
 
-def arm(redis, keys, quantity, taken=0):
-    return ArmResult(lua_script("arm")(keys=[keys.stock, keys.sold, keys.meta], args=[quantity, taken], client=redis))
+def arm(redis, keys, quantity, taken=0, epoch="1.0"):
+    script = lua_script("arm")
+    return ArmResult(script(keys=[keys.stock, keys.sold, keys.meta], args=[quantity, taken, epoch], client=redis))
 
 
 def claim(redis, keys, claim_id, shopper, units=1, limit=1, hold_ms=60_000):
@@ -84,6 +85,13 @@ def test_arm_twice_never_resets_a_live_counter(redis, keys):
     claim(redis, keys, "c1", 1)
     assert arm(redis, keys, 50) is ArmResult.ALREADY_ARMED
     assert state(redis, keys)["stock"] == 9
+
+
+def test_arm_over_keys_of_another_drop_with_the_same_id_reports_them(redis, keys):
+    arm(redis, keys, 10, epoch="1.0")
+    claim(redis, keys, "c1", 1)
+    assert arm(redis, keys, 50, epoch="2.0") is ArmResult.FOREIGN
+    assert state(redis, keys)["stock"] == 9  # the caller decides; the script changed nothing
 
 
 # --- claim -----------------------------------------------------------------------------------
@@ -252,7 +260,7 @@ def test_adjust_of_an_unarmed_drop(redis, keys):
 def test_rebuild_replaces_redis_with_the_database_truth(redis, keys):
     arm(redis, keys, 10)
     claim(redis, keys, "stray", 9)  # a hold the database never heard of
-    args = [10, 3, 60_000, 1, 1, "paid1", "pend1", "5", "2", "4", "1", "5", "2"]
+    args = [10, 3, 60_000, "1.0", 1, 1, "paid1", "pend1", "5", "2", "4", "1", "5", "2"]
     stock, sold, held = lua_script("rebuild")(keys=keys.as_list(), args=args, client=redis)
     assert (stock, sold, held) == (7, 1, 2)
     s = state(redis, keys)

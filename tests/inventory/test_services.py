@@ -181,3 +181,16 @@ def test_state_follows_time_stock_and_pause(offset, paused, ends_in, sold, expec
         ends_at=None if ends_in is None else now + ends_in,
     )
     assert drop.state_at(now) is expected
+
+
+def test_arming_wipes_keys_left_by_an_older_drop_with_the_same_id(make_drop, redis):
+    """A recreated database reuses drop ids; the new drop must not inherit the old one's stock or queue."""
+    drop = make_drop(quantity=100)
+    keys = inventory_keys(drop.pk)
+    redis.hset(keys.meta, "epoch", "12345.000000")  # as an older drop 1 left it
+    redis.set(keys.stock, 3)
+    redis.hset(f"{keys.stock.rsplit(':', 1)[0]}:q:entries", "7", 1)
+    assert services.drop_arm(drop=drop) is ArmResult.ARMED
+    assert selectors.stock_get(drop=drop).redis == 100
+    assert not redis.exists(f"{keys.stock.rsplit(':', 1)[0]}:q:entries")
+    assert services.drop_arm(drop=drop) is ArmResult.ALREADY_ARMED
