@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Count
 
 from flashsale.formats import iso_utc
@@ -47,3 +48,12 @@ def order_public(order: Order) -> dict:
         "currency": order.currency,
         "created_at": iso_utc(order.created_at),
     }
+
+
+def stripe_js_config() -> dict[str, str]:
+    """Return what a page needs to load Stripe.js: localstripe serves its own fake one at the API base."""
+    if settings.STRIPE_LOCALSTRIPE:
+        js_url = f"{settings.STRIPE_API_BASE.rstrip('/')}/js.stripe.com/v3/"
+    else:
+        js_url = "https://js.stripe.com/v3/"
+    return {"publishable_key": settings.STRIPE_PUBLISHABLE_KEY, "js_url": js_url}

@@ -115,3 +115,18 @@ def test_a_shopper_cannot_open_the_payments_admin(paid_order):
     client.force_login(paid_order.shopper)
 
     assert client.get("/admin/payments/authorization/").status_code == 302
+
+
+def test_pages_load_localstripes_fake_stripe_js(settings, localstripe):
+    import requests
+
+    from payments.selectors import stripe_js_config
+
+    config = stripe_js_config()
+
+    assert config == {"publishable_key": settings.STRIPE_PUBLISHABLE_KEY, "js_url": f"{localstripe}/js.stripe.com/v3/"}
+    script = requests.get(config["js_url"], timeout=5)
+    assert script.status_code == 200
+    assert "confirmCardPayment" in script.text
+    settings.STRIPE_LOCALSTRIPE = False
+    assert stripe_js_config()["js_url"] == "https://js.stripe.com/v3/"
