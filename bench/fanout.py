@@ -353,8 +353,11 @@ def redis_clean(client) -> int:
     return deleted
 
 
-def prepare_data(count: int):
-    """Schedule the live drop, create ``count`` shoppers and a signed-in session for each."""
+def prepare_data(count: int, *, slug: str = DROP_SLUG, prefix: str = SHOPPER_PREFIX):
+    """Schedule the live drop, create ``count`` shoppers and a signed-in session for each.
+
+    Returns the drop, the session keys and the shoppers' ids (in the same order).
+    """
     from datetime import timedelta
     from decimal import Decimal
     from importlib import import_module
@@ -362,6 +365,7 @@ def prepare_data(count: int):
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.models import Session
+    from django.core.cache import caches
     from django.utils import timezone
     from django.utils.crypto import get_random_string
 
@@ -370,15 +374,15 @@ def prepare_data(count: int):
 
     now = timezone.now()
     drop = drop_schedule(
-        slug=DROP_SLUG,
-        title="Fan-out bench",
+        slug=slug,
+        title=f"Bench drop {slug}",
         price=Decimal("10.00"),
         quantity=1000,
         starts_at=now,
         ends_at=now + timedelta(hours=2),
     )
-    shoppers_create_bulk(count=count, prefix=SHOPPER_PREFIX, password=get_random_string(24))
-    users = list(get_user_model().objects.filter(username__startswith=SHOPPER_PREFIX).order_by("pk")[:count])
+    shoppers_create_bulk(count=count, prefix=prefix, password=get_random_string(24))
+    users = list(get_user_model().objects.filter(username__startswith=prefix).order_by("pk")[:count])
     store_class = import_module(settings.SESSION_ENGINE).SessionStore
     store = store_class()
     expire = now + timedelta(seconds=settings.SESSION_COOKIE_AGE)
@@ -388,7 +392,13 @@ def prepare_data(count: int):
         data = {SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: backend, HASH_SESSION_KEY: user.get_session_auth_hash()}
         sessions.append(Session(session_key=get_random_string(32), session_data=store.encode(data), expire_date=expire))
     Session.objects.bulk_create(sessions, batch_size=1000)
-    return drop, [s.session_key for s in sessions]
+    # Sign-in through cached_db writes the cache too: put each session there, as a signed-in shopper's is.
+    cache = caches[settings.SESSION_CACHE_ALIAS]
+    age = settings.SESSION_COOKIE_AGE
+    for start in range(0, len(sessions), 1000):
+        batch = sessions[start : start + 1000]
+        cache.set_many({store_class.cache_key_prefix + s.session_key: store.decode(s.session_data) for s in batch}, age)
+    return drop, [s.session_key for s in sessions], [user.pk for user in users]
 
 
 @dataclass
@@ -751,7 +761,7 @@ def run(args: argparse.Namespace, tmp: str, servers: dict[str, Server]) -> str:
     raw = redis.Redis.from_url(args.redis_url)
     redis_clean(raw)
     log(f"creating the drop and {max(args.counts)} signed-in shoppers")
-    drop, session_keys = prepare_data(max(args.counts))
+    drop, session_keys, _ids = prepare_data(max(args.counts))
     apps = {"project": "flashsale.asgi:application", "baseline": "bench.fanout_baseline_asgi:application"}
     for way in args.way_list:
         servers[way] = Server(way, apps[way], free_port())

@@ -1,0 +1,385 @@
+"""Joins per second through the real server stack, against an empty Django view; Redis memory per waiting shopper.
+
+Usage (from the project root):
+
+    .venv/bin/python bench/join.py [--joins 12000] [--rounds 3] [--concurrency 64] [--workers 2]
+        [--redis-url redis://127.0.0.1:6379/13] [--max-seconds 900]
+
+One run:
+
+* migrates a temporary SQLite database, schedules a live drop, creates the shoppers in bulk and
+  signs them in by writing their sessions straight into the session table (as bench/fanout.py
+  does), marks each one's card as authorized for the drop (SADD into
+  ``payments.redis_keys.authorized_key``), and solves one ALTCHA proof-of-work per shopper
+  beforehand (``POW_COST=10`` for the bench; the server still verifies every one);
+* starts the project's server as the Procfile does (``uvicorn flashsale.asgi:application``,
+  ``--workers`` processes), and the baseline: ``gunicorn`` sync workers (as many) serving an empty
+  Django view at ``/empty`` (the project's settings and full middleware, this module's
+  ``empty_wsgi``);
+* sends every shopper's join, ``POST /api/drops/<slug>/queue`` with the session cookie, the
+  CSRF cookie and header, a browser User-Agent and the solved proof-of-work, from one asyncio
+  process (aiohttp, ``--concurrency`` keep-alive connections), and the same requests to the
+  empty view. The rounds alternate between the two, and the rate is the median round. Rate
+  limits stay on: ``TRUSTED_PROXY_COUNT=1`` and one X-Forwarded-For address per shopper stand
+  for shoppers behind a proxy, since a single address would be limited at 120 joins a minute;
+* measures the Redis memory the queue keeps per waiting shopper: MEMORY USAGE of every bench key
+  before and after the joins, by kind, and INFO's used_memory delta (Redis is shared, so that one
+  is noisy).
+
+Redis keys go to database 13 (0 and 15 are refused) under the prefix ``fsbenchjoin`` and are
+deleted afterwards, as is the temporary database. Servers, Redis and the load generator share the
+machine's CPUs. The Markdown report goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_PREFIX = "fsbenchjoin"
+DROP_SLUG = "join-bench"
+SHOPPER_PREFIX = "joinbench"
+POW_COST = 10
+CSRF_TOKEN = "benchcsrf0123456789abcdefghijklm"  # noqa: S105  (32 characters: an unmasked CSRF secret)
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+WARMUP = 300
+
+# --- The baseline: an empty Django view (gunicorn imports this module as ``bench.join``) -------
+
+urlpatterns: list = []
+
+
+def empty_view(request):
+    from django.http import HttpResponse
+
+    return HttpResponse(b"")
+
+
+def empty_wsgi():
+    """WSGI application: the project's settings and middleware, one empty view at /empty."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings.base")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.urls import path
+
+    urlpatterns.append(path("empty", empty_view))
+    settings.ROOT_URLCONF = __name__
+    return get_wsgi_application()
+
+
+# --- The bench ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--joins", type=int, default=12_000, help="measured joins in all (default 12000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds each way, alternating (default 3)")
+    parser.add_argument("--concurrency", type=int, default=64, help="connections in flight (default 64)")
+    parser.add_argument("--workers", type=int, default=2, help="server processes of each way (default 2)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="Redis for the bench keys")
+    parser.add_argument("--max-seconds", type=float, default=900.0, help="bound on the whole run (default 900)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.joins < args.rounds or args.concurrency < 1 or args.workers < 1:
+        parser.error("--rounds, --concurrency and --workers must be at least 1, --joins at least --rounds")
+    if int(urlsplit(args.redis_url).path.lstrip("/") or 0) in {0, 15}:
+        parser.error("--redis-url must not point at Redis database 0 or 15 (the app's and the tests')")
+    return args
+
+
+def configure_environment(args: argparse.Namespace, tmp: str) -> dict[str, str]:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "flashsale.settings.base",
+        "DJANGO_DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "FLASHSALE_REDIS_PREFIX": REDIS_PREFIX,
+        "REDIS_URL": args.redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp}/join.sqlite3",
+        "LOG_LEVEL": "WARNING",
+        "POW_COST": str(POW_COST),
+        "TRUSTED_PROXY_COUNT": "1",
+    }
+    os.environ.update(env)
+    return {**os.environ, **env}
+
+
+def pow_payloads(drop_id: int, shopper_ids: list[int]) -> list[str]:
+    """Solve one challenge per shopper (what the page's widget does before it joins)."""
+    import altcha
+
+    from waitingroom.pow import challenge_create
+
+    payloads = []
+    for shopper_id in shopper_ids:
+        ch = challenge_create(drop_id=drop_id, shopper_id=shopper_id, cost=POW_COST)
+        solution = altcha.solve_challenge_v1(ch["challenge"], ch["salt"], ch["algorithm"], ch["maxnumber"])
+        data = {k: ch[k] for k in ("algorithm", "challenge", "salt", "signature")} | {"number": solution.number}
+        payloads.append(base64.b64encode(json.dumps(data).encode()).decode())
+    return payloads
+
+
+def key_kind(key: str) -> str:
+    if ":pow:" in key:
+        return "proof-of-work spent markers (expire with the challenge)"
+    if ":rl:" in key or "ratelimit" in key:
+        return "rate-limit counters (expire within a minute)"
+    return "queue state (" + re.sub(r"\d+", "N", key.split("}", 1)[-1].lstrip(":")) + ")"
+
+
+def redis_memory(raw) -> tuple[int, dict[str, int]]:
+    """(INFO used_memory, bytes by kind of bench key)."""
+    by_kind: dict[str, int] = {}
+    for key in raw.scan_iter(match=f"*{REDIS_PREFIX}*", count=1000):
+        name = key.decode()
+        kind = key_kind(name)
+        if kind.startswith("queue state"):
+            kind = "queue state"
+        by_kind[kind] = by_kind.get(kind, 0) + (raw.memory_usage(key, samples=0) or 0)
+    return int(raw.info("memory")["used_memory"]), by_kind
+
+
+@dataclass
+class Way:
+    name: str
+    port: int
+    path: str
+    expect: int
+    rates: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int | str, int] = field(default_factory=dict)
+    server_cpu: float = 0.0
+    requests: int = 0
+    log: Path | None = None
+
+
+def tail(path: Path | None, chars: int = 1500) -> str:
+    return path.read_text(errors="replace")[-chars:] if path is not None and path.exists() else ""
+
+
+async def fire(way: Way, requests: list[tuple[str, dict]], concurrency: int, *, record: bool) -> float:
+    """Send the requests over ``concurrency`` keep-alive connections; return requests per second."""
+    import aiohttp
+
+    pending = iter(requests)
+    url = f"http://127.0.0.1:{way.port}{way.path}"
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as http:
+
+        async def worker() -> None:
+            for body, headers in pending:
+                started = time.perf_counter()
+                try:
+                    async with http.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        status: int | str = response.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status = exc.__class__.__name__
+                if record:
+                    way.latencies.append(time.perf_counter() - started)
+                    way.statuses[status] = way.statuses.get(status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(requests) / (time.perf_counter() - started)
+
+
+def process_tree_cpu(pid: int) -> float:
+    import psutil
+
+    total = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def start_server(cmd: list[str], env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen:
+    from fanout import raise_nofile_limit
+
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=raise_nofile_limit
+        )
+    deadline = time.monotonic() + 30
+    import socket
+
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            time.sleep(1.0)  # let every worker come up
+            return proc
+        time.sleep(0.2)
+    raise RuntimeError(f"server did not listen on {port}")
+
+
+def stop_server(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def run(args: argparse.Namespace, tmp: str, procs: list[subprocess.Popen]) -> str:
+    import django
+    import redis
+    from fanout import free_port, log, machine_facts, percentile, prepare_data, version
+
+    env = configure_environment(args, tmp)
+    django.setup()
+    log("migrating the temporary database")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300
+    )
+    raw = redis.Redis.from_url(args.redis_url)
+    redis_clean(raw)
+    total = args.joins + WARMUP
+    log(f"creating the drop and {total} signed-in shoppers, solving their proofs-of-work")
+    drop, session_keys, shopper_ids = prepare_data(total, slug=DROP_SLUG, prefix=SHOPPER_PREFIX)
+    from payments.redis_keys import authorized_key
+
+    for start in range(0, total, 5000):
+        raw.sadd(authorized_key(drop.pk), *shopper_ids[start : start + 5000])
+    payloads = pow_payloads(drop.pk, shopper_ids)
+    requests = []
+    for i, (session_key, payload) in enumerate(zip(session_keys, payloads, strict=True)):
+        body = json.dumps({"altcha": payload, "fingerprint": f"bench-device-{i:08d}", "signals": {}})
+        headers = {
+            "Content-Type": "application/json",
+            "Cookie": f"sessionid={session_key}; csrftoken={CSRF_TOKEN}",
+            "X-CSRFToken": CSRF_TOKEN,
+            "User-Agent": USER_AGENT,
+            "X-Forwarded-For": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+        }
+        requests.append((body, headers))
+
+    join_port, empty_port = free_port(), free_port()
+    uvicorn = [str(ROOT / ".venv/bin/uvicorn"), "flashsale.asgi:application", "--host", "127.0.0.1"]
+    uvicorn += ["--port", str(join_port), "--workers", str(args.workers), "--no-access-log", "--log-level", "warning"]
+    # Imported as bench.join from the project root: with bench/ first on the path, bench/inventory.py
+    # would shadow the inventory app.
+    gunicorn = [str(ROOT / ".venv/bin/gunicorn"), "--chdir", str(ROOT), "bench.join:empty_wsgi()"]
+    gunicorn += ["--bind", f"127.0.0.1:{empty_port}", "--workers", str(args.workers), "--log-level", "warning"]
+    procs.append(start_server(uvicorn, env, Path(tmp) / "uvicorn.log", join_port))
+    procs.append(start_server(gunicorn, env, Path(tmp) / "gunicorn.log", empty_port))
+    join = Way(
+        "join: POST /api/drops/<slug>/queue, uvicorn (Procfile)", join_port, f"/api/drops/{DROP_SLUG}/queue", 201
+    )
+    empty = Way("empty Django view, gunicorn sync", empty_port, "/empty", 200)
+    pids = {id(join): procs[0].pid, id(empty): procs[1].pid}
+
+    async def measure() -> None:
+        log("warming up")
+        await fire(join, requests[:WARMUP], args.concurrency, record=False)
+        await fire(empty, requests[:WARMUP], args.concurrency, record=False)
+        per_round = args.joins // args.rounds
+        for number in range(args.rounds):
+            chunk = requests[WARMUP + number * per_round : WARMUP + (number + 1) * per_round]
+            for way in (join, empty) if number % 2 == 0 else (empty, join):
+                cpu0 = process_tree_cpu(pids[id(way)])
+                rate = await fire(way, chunk, args.concurrency, record=True)
+                way.server_cpu += process_tree_cpu(pids[id(way)]) - cpu0
+                way.requests += len(chunk)
+                way.rates.append(rate)
+                log(f"round {number + 1}/{args.rounds}: {way.name}: {rate:,.0f}/s")
+
+    used0, kinds0 = redis_memory(raw)
+    asyncio.run(asyncio.wait_for(measure(), args.max_seconds))
+    used1, kinds1 = redis_memory(raw)
+    from waitingroom.redis_keys import queue_keys
+
+    queued = raw.hlen(queue_keys(drop.pk).entries)
+
+    facts = dict(machine_facts(raw))
+    facts["Servers"] = f"uvicorn {version('uvicorn')} and gunicorn {version('gunicorn')}, {args.workers} workers each"
+    facts["Load generator"] = f"this process, one asyncio event loop, aiohttp {version('aiohttp')}"
+    lines = ["Machine:", ""]
+    lines += [f"- {name}: {facts[name]}" for name in ("CPU", "Python", "Redis", "Servers", "Load generator")]
+    lines += [f"- Load average: {facts['Load average']}"]
+    lines += ["", "Command:", "", "```", shlex.join([".venv/bin/python", "bench/join.py", *sys.argv[1:]]), "```", ""]
+    lines += [
+        "| Way | Requests/s (median round) | Rounds | p50 ms | p99 ms | Statuses | Server CPU ms / request |",
+        "| --- | ---: | --- | ---: | ---: | --- | ---: |",
+    ]
+    for way in (join, empty):
+        lat = sorted(way.latencies)
+        rounds = ", ".join(f"{r:,.0f}" for r in way.rates)
+        statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(way.statuses.items(), key=str))
+        lines.append(
+            f"| {way.name} | {statistics.median(way.rates):,.0f} | {rounds} | {percentile(lat, 50) * 1000:.1f} | "
+            f"{percentile(lat, 99) * 1000:.1f} | {statuses} | {way.server_cpu / max(way.requests, 1) * 1000:.2f} |"
+        )
+    for way in (join, empty):
+        if set(way.statuses) != {way.expect}:
+            log(f"{way.name}: unexpected statuses {way.statuses}; the server log says: {tail(way.log)}")
+    ratio = statistics.median(join.rates) / statistics.median(empty.rates)
+    lines += [
+        "",
+        f"- Joins vs the empty view: {ratio:.2f}x (target: at least 2x).",
+        f"- 100,000 joins at the median rate: {100_000 / statistics.median(join.rates):,.0f} s (extrapolated).",
+        f"- Redis memory per waiting shopper ({queued:,} queued, warm-up included):",
+    ]
+    for kind in sorted(set(kinds0) | set(kinds1)):
+        delta = kinds1.get(kind, 0) - kinds0.get(kind, 0)
+        lines.append(f"  - {kind}: {delta / queued:,.0f} bytes")
+    lines.append(f"  - INFO used_memory delta (shared Redis, noisy): {(used1 - used0) / queued:,.0f} bytes")
+    return "\n".join(lines)
+
+
+def redis_clean(raw) -> int:
+    deleted = 0
+    for key in raw.scan_iter(match=f"*{REDIS_PREFIX}*", count=1000):
+        deleted += raw.delete(key)
+    return deleted
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    import fanout
+
+    fanout.LOAD_AT_START = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    fanout.raise_nofile_limit()
+    tmp = tempfile.mkdtemp(prefix="flashsale-join-")
+    procs: list[subprocess.Popen] = []
+    try:
+        print(run(args, tmp, procs))
+        return 0
+    finally:
+        for proc in procs:
+            stop_server(proc)
+        with contextlib.suppress(Exception):
+            import redis
+
+            print(f"deleted {redis_clean(redis.Redis.from_url(args.redis_url))} bench keys", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
