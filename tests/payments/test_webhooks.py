@@ -148,3 +148,34 @@ def test_an_event_about_someone_elses_payment_is_recorded_and_ignored():
 
     assert deliver(body, signed(body)).json() == {"received": True, "duplicate": False}
     assert StripeEvent.objects.get().type == "payment_intent.canceled"
+
+
+def test_localstripe_delivers_a_signed_event_that_keeps_the_hold_in_step(
+    make_drop, login, stripe_sdk, localstripe, live_server
+):
+    """End to end: localstripe itself signs and posts payment_intent.succeeded to our running server."""
+    hook = f"{localstripe}/_config/webhooks/flashsale-test"
+    requests.post(
+        hook,
+        data={"url": f"{live_server.url}{URL}", "secret": WEBHOOK_SECRET, "events[]": ["payment_intent.succeeded"]},
+        timeout=5,
+    ).raise_for_status()
+    try:
+        drop = make_drop()
+        authorize(login(), drop)
+        hold = Authorization.objects.get()
+
+        stripe_sdk.v1.payment_intents.capture(hold.payment_intent_id)  # captured outside our purchase flow
+
+        # localstripe sends a second later (events of earlier tests may arrive too, and are ignored).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Authorization.objects.get().status != "captured":
+            time.sleep(0.1)
+        hold.refresh_from_db()
+        assert hold.status == "captured"
+        assert StripeEvent.objects.filter(type="payment_intent.succeeded").exists()
+    finally:
+        # Stop deliveries to this test's server: no event type is called this.
+        requests.post(
+            hook, data={"url": f"{live_server.url}{URL}", "secret": WEBHOOK_SECRET, "events[]": ["none"]}, timeout=5
+        )
