@@ -1,5 +1,6 @@
 """ASGI entry point: Django for HTTP, Channels for websockets."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -12,6 +13,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from waitingroom.routing import websocket_urlpatterns  # noqa: E402
+
+# A server holding thousands of sockets has a large, long-lived heap; Python's default thresholds
+# then run full collections often enough to stall a broadcast for a second or more. Freeze what
+# start-up made, and collect the young generation less eagerly.
+gc.freeze()
+gc.set_threshold(50_000, 50, 100)
 
 application = ProtocolTypeRouter(
     {

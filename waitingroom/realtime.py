@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SEND_TIMEOUT = 1.0  # seconds a broadcast waits on one socket before closing it
+
 
 # --- Publishing (sync: services and tasks) ---------------------------------------------------
 
@@ -99,7 +101,9 @@ class Socket(Protocol):
     drop_id: int
     shopper_id: int
 
-    async def send(self, text_data: str) -> None: ...
+    async def base_send(self, message: dict) -> None: ...
+
+    async def close(self, code: int | None = None) -> None: ...
 
 
 class Hub:
@@ -111,6 +115,7 @@ class Hub:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = asyncio.Event()
+        self._closing: set[asyncio.Task] = set()
 
     def add(self, socket: Socket) -> None:
         self._ensure_running()
@@ -161,14 +166,41 @@ class Hub:
         except (ValueError, IndexError):
             logger.warning("ignored a malformed update on %s", channel)
             return
-        sends = []
+        jobs: list[tuple[Socket, dict]] = []
         if message.get("frame"):
-            sends.extend(sock.send(text_data=message["frame"]) for sock in list(self.by_drop.get(drop_id, ())))
+            event = {"type": "websocket.send", "text": message["frame"]}
+            jobs.extend((sock, event) for sock in list(self.by_drop.get(drop_id, ())))
         for shopper, frame in (message.get("entries") or {}).items():
-            for sock in list(self.by_shopper.get((drop_id, int(shopper)), ())):
-                sends.append(sock.send(text_data=frame))
-        if sends:
-            await asyncio.gather(*sends, return_exceptions=True)
+            event = {"type": "websocket.send", "text": frame}
+            jobs.extend((sock, event) for sock in list(self.by_shopper.get((drop_id, int(shopper)), ())))
+        if jobs:
+            await self._send_all(jobs)
+
+    async def _send_all(self, jobs: list[tuple[Socket, dict]]) -> None:
+        """Write each frame straight to its socket's ASGI send, one after another.
+
+        No task per socket: a send that finds room in the socket's buffer completes at once,
+        so a broadcast to 10,000 sockets allocates next to nothing. A client that stopped
+        reading fills its buffer and would hold the others up; after ``SEND_TIMEOUT`` it is
+        closed and the broadcast goes on.
+        """
+        index = 0
+        while index < len(jobs):
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    while index < len(jobs):
+                        sock, event = jobs[index]
+                        index += 1
+                        try:
+                            await sock.base_send(event)
+                        except (OSError, RuntimeError):  # the client went away meanwhile
+                            self.discard(sock)
+            except TimeoutError:
+                stalled = jobs[index - 1][0]
+                logger.warning("closing a websocket that stopped reading (shopper %s)", stalled.shopper_id)
+                self.discard(stalled)
+                self._closing.add(asyncio.get_running_loop().create_task(stalled.close(code=1013)))
+                self._closing = {task for task in self._closing if not task.done()}
 
 
 hub = Hub()
