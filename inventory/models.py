@@ -72,6 +72,12 @@ class Drop(models.Model):
     max_accounts_per_device = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1)], help_text="Accounts that may queue from one device."
     )
+    max_accounts_per_card = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Accounts that may queue with one card (Stripe's card fingerprint). Stripe's test cards all "
+        "share one fingerprint, so a demo drop paid with them needs a high value.",
+    )
     min_account_age = models.PositiveIntegerField(
         default=0, help_text="Seconds an account must exist before it may join (0: no minimum)."
     )

@@ -113,6 +113,7 @@ def drop_schedule(
     admission_rate: int = 500,
     checkout_window: int = 300,
     is_draft: bool = False,
+    max_accounts_per_card: int = 1,
 ) -> Drop:
     """Create or update a drop and its product, then arm its inventory."""
     prequeue_opens_at = prequeue_opens_at or starts_at
@@ -146,6 +147,7 @@ def drop_schedule(
         "admission_rate": admission_rate,
         "checkout_window": checkout_window,
         "is_draft": is_draft,
+        "max_accounts_per_card": max_accounts_per_card,
     }
     if drop is None:
         drop = Drop.objects.create(slug=slug, quantity=quantity, **fields)

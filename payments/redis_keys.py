@@ -6,7 +6,7 @@ from inventory.redis_keys import drop_tag
 
 
 def authorized_key(drop_id: int) -> str:
-    """Set of shopper ids holding an ``authorized`` card hold for the drop (read by the queue join script)."""
+    """Hash shopper id -> card fingerprint of the shoppers holding an ``authorized`` hold (read by the join script)."""
     return f"{drop_tag(drop_id)}:authorized"
 
 

@@ -25,6 +25,7 @@ class QueueKeys:
     parked: str  # hash shopper id -> reasons: entries parked in the queue that is never admitted
     blocked: str  # hash reason -> joins refused for it
     flagged: str  # hash reason -> entries parked for it
+    cards: str  # hash card fingerprint -> accounts queued with that card
 
 
 def queue_keys(drop_id: int) -> QueueKeys:
@@ -44,6 +45,7 @@ def queue_keys(drop_id: int) -> QueueKeys:
         parked=f"{tag}:q:parked",
         blocked=f"{tag}:bots:blocked",
         flagged=f"{tag}:bots:flagged",
+        cards=f"{tag}:q:cards",
     )
 
 

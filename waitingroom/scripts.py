@@ -22,6 +22,7 @@ class JoinResult(enum.IntEnum):
     POW_REPLAYED = 6
     DEVICE_LIMIT = 7
     PARKED = 8
+    CARD_LIMIT = 9
 
 
 class StartResult(enum.IntEnum):

@@ -88,6 +88,7 @@ def ticket_issue(
             q.parked,
             q.blocked,
             q.flagged,
+            q.cards,
         ],
         args=[
             shopper_id,
@@ -96,6 +97,7 @@ def ticket_issue(
             drop.max_accounts_per_device,
             1 if park_reasons else 0,
             ",".join(park_reasons or []),
+            drop.max_accounts_per_card,
         ],
         client=redis_client(),
     )
@@ -108,6 +110,8 @@ def ticket_issue(
         raise PowReplayed
     if result is JoinResult.DEVICE_LIMIT:
         raise BotSuspected("Too many accounts have queued from this device.", reasons=["device_limit"])
+    if result is JoinResult.CARD_LIMIT:
+        raise BotSuspected("Too many accounts have queued with this card.", reasons=["card_limit"])
     if result is JoinResult.EXISTING:
         # The whole entry (admitted, expired, purchased...) needs the full read.
         return selectors.entry_get(drop=drop, shopper_id=shopper_id), False

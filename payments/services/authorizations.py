@@ -62,12 +62,16 @@ class AuthorizationOutcome:
 
 
 def _authorized_set_sync(authorization: Authorization) -> None:
-    """Put the shopper in the drop's authorized set exactly while the hold is ``authorized``."""
+    """Keep the shopper in the drop's authorized hash (with the card's fingerprint) exactly while ``authorized``.
+
+    The queue's join script reads it: no entry without a hold, and a limited number of
+    entries per card.
+    """
     key = authorized_key(authorization.drop_id)
     if authorization.status == AuthorizationStatus.AUTHORIZED:
-        redis_client().sadd(key, authorization.shopper_id)
+        redis_client().hset(key, authorization.shopper_id, authorization.card_fingerprint or "")
     else:
-        redis_client().srem(key, authorization.shopper_id)
+        redis_client().hdel(key, authorization.shopper_id)
 
 
 def authorization_transition(

@@ -32,7 +32,7 @@ def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browse
     for shopper_id in range(900_001, 900_007):  # six shoppers are already ahead
         services.ticket_issue(drop=drop, shopper_id=shopper_id, require_authorization=False)
     shopper = UserFactory(username="ann")
-    redis.sadd(authorized_key(drop.pk), shopper.pk)  # what a successful card pre-authorization records
+    redis.hset(authorized_key(drop.pk), shopper.pk, "fp-ann")  # what a successful card pre-authorization records
 
     page = browser.new_page()
     sockets = []

@@ -40,7 +40,7 @@ def test_a_visa_card_is_held_for_price_times_the_limit(make_drop, login, redis, 
         "manual",
         customer_id,
     )
-    assert redis.smembers(authorized_key(drop.pk)) == {str(client.shopper.pk).encode()}
+    assert set(redis.hkeys(authorized_key(drop.pk))) == {str(client.shopper.pk).encode()}
 
 
 def test_repeating_the_authorization_returns_the_same_hold(make_drop, login, stripe_sdk):
@@ -67,7 +67,7 @@ def test_a_declined_card_answers_402_and_leaves_the_shopper_out_of_the_queue(mak
     assert response.json()["error"]["code"] == "card_declined"
     authorization = Authorization.objects.get(drop=drop, shopper=client.shopper)
     assert (authorization.status, authorization.failure_code) == ("failed", "card_declined")
-    assert redis.scard(authorized_key(drop.pk)) == 0
+    assert redis.hlen(authorized_key(drop.pk)) == 0
     assert client.get(f"/api/drops/{drop.slug}/authorization").json()["status"] == "failed"
 
 
@@ -83,7 +83,7 @@ def test_after_a_decline_another_card_may_be_tried(make_drop, login, redis):
         (1, "failed"),
         (2, "authorized"),
     ]
-    assert redis.sismember(authorized_key(drop.pk), client.shopper.pk)
+    assert redis.hexists(authorized_key(drop.pk), client.shopper.pk)
 
 
 def test_three_d_secure_answers_202_with_the_client_secret_then_the_hold_counts(
@@ -100,7 +100,7 @@ def test_three_d_secure_answers_202_with_the_client_secret_then_the_hold_counts(
     authorization = Authorization.objects.get(drop=drop)
     assert body["status"] == "requires_action"
     assert body["client_secret"].startswith(f"{authorization.payment_intent_id}_secret_")
-    assert redis.scard(authorized_key(drop.pk)) == 0
+    assert redis.hlen(authorized_key(drop.pk)) == 0
     # The browser repeats the request: the same pending hold and secret, 200.
     again = authorize(client, drop, method)
     assert (again.status_code, again.json()) == (200, body)
@@ -115,7 +115,7 @@ def test_three_d_secure_answers_202_with_the_client_secret_then_the_hold_counts(
         "currency": "usd",
         "card": {"brand": "visa", "last4": "3155"},
     }
-    assert redis.sismember(authorized_key(drop.pk), client.shopper.pk)
+    assert redis.hexists(authorized_key(drop.pk), client.shopper.pk)
 
 
 def test_failed_three_d_secure_fails_the_hold(make_drop, login, stripe_sdk, localstripe, redis):
@@ -129,7 +129,7 @@ def test_failed_three_d_secure_fails_the_hold(make_drop, login, stripe_sdk, loca
     assert client.get(f"/api/drops/{drop.slug}/authorization").json()["status"] == "failed"
     authorization.refresh_from_db()
     assert (authorization.status, authorization.failure_code) == ("failed", "authentication_failed")
-    assert redis.scard(authorized_key(drop.pk)) == 0
+    assert redis.hlen(authorized_key(drop.pk)) == 0
 
 
 @pytest.mark.parametrize(

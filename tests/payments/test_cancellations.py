@@ -33,7 +33,7 @@ def test_a_sell_out_cancels_every_losers_hold_at_stripe(make_drop, login, redis,
         assert (hold.status, hold.cancellation_reason) == ("canceled", "abandoned")
         assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
     assert stripe_sdk.v1.payment_intents.retrieve(holds[winner.shopper.pk].payment_intent_id).status == "succeeded"
-    assert redis.scard(authorized_key(drop.pk)) == 0
+    assert redis.hlen(authorized_key(drop.pk)) == 0
     # Running the pipeline again changes nothing.
     assert tasks.drop_authorizations_release.apply(args=(drop.pk,)).get() == 0
 
@@ -111,7 +111,7 @@ def test_an_expired_admission_cancels_that_shoppers_hold(make_drop, login, redis
     hold = Authorization.objects.get(shopper=client.shopper)
     assert hold.status == "canceled"
     assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
-    assert redis.smembers(authorized_key(drop.pk)) == {str(other.shopper.pk).encode()}
+    assert set(redis.hkeys(authorized_key(drop.pk))) == {str(other.shopper.pk).encode()}
     assert Authorization.objects.get(shopper=other.shopper).status == "authorized"
     # Again: nothing left to cancel.
     assert not services.authorization_cancel_for_shopper(drop_id=drop.pk, shopper_id=client.shopper.pk)

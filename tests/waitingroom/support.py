@@ -8,9 +8,9 @@ import altcha
 from payments.redis_keys import authorized_key
 
 
-def authorize(redis, drop, user):
-    # What payments' authorization service records once a card hold succeeds.
-    redis.sadd(authorized_key(drop.pk), user.pk)
+def authorize(redis, drop, user, card="card-fp-default"):
+    # What payments' authorization service records once a card hold succeeds: the card's fingerprint.
+    redis.hset(authorized_key(drop.pk), user.pk, f"{card}-{user.pk}" if card == "card-fp-default" else card)
 
 
 def solved(challenge: dict) -> str:

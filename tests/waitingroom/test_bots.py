@@ -269,3 +269,15 @@ def test_sign_up_is_rate_limited_per_ip(settings):
     assert post(client, "/api/shoppers", body).status_code == 201
     second = post(Client(), "/api/shoppers", {**body, "username": "newbie2"})
     assert error(second) == (429, "rate_limited")
+
+
+def test_one_entry_per_card(redis, live):
+    first, first_user = shopper_client(redis, live)
+    second, second_user = shopper_client(redis, live)
+    authorize(redis, live, first_user, card="shared-card")
+    authorize(redis, live, second_user, card="shared-card")
+    assert post(first, QUEUE, join_body(first)).status_code == 201
+    response = post(second, QUEUE, join_body(second, fingerprint="another-device-123"))
+    assert error(response) == (403, "bot_suspected")
+    assert entries(redis, live) == 1
+    assert selectors.bot_stats_get(drop_id=live.pk).blocked == {"card_limit": 1}

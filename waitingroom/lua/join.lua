@@ -1,20 +1,22 @@
 -- join: put a shopper in the queue in one round trip: the existing entry, or the pre-queue, or a ticket.
 -- KEYS[1] entries  KEYS[2] tickets  KEYS[3] prequeue  KEYS[4] started  KEYS[5] last_ticket  KEYS[6] serving
--- KEYS[7] authorized (payments)  KEYS[8] stock (inventory)  KEYS[9] holds (inventory)
+-- KEYS[7] authorized (payments: hash shopper id -> card fingerprint, '' when unknown)  KEYS[8] stock (inventory)  KEYS[9] holds (inventory)
 -- KEYS[10] spent proof-of-work marker ('' when none is checked)
 -- KEYS[11] accounts seen on this device ('' when no device is known)
 -- KEYS[12] parked (hash shopper -> reasons)  KEYS[13] blocked counts by reason  KEYS[14] flagged counts by reason
+-- KEYS[15] entries per card (hash card fingerprint -> accounts queued with it)
 -- ARGV[1] shopper id  ARGV[2] 1 when a card authorization is required  ARGV[3] seconds the marker lives
 -- ARGV[4] accounts allowed per device  ARGV[5] 1 to park the entry (never admitted)
--- ARGV[6] the reasons, comma-separated, counted when the entry is parked
+-- ARGV[6] the reasons, comma-separated, counted when the entry is parked  ARGV[7] accounts allowed per card
 -- Returns {code, ticket, serving, length}: 1 TICKETED, 2 PREQUEUED, 3 EXISTING, 4 AUTHORIZATION_REQUIRED,
---   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED
+--   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED, 9 CARD_LIMIT
 local serving = tonumber(redis.call('GET', KEYS[6]) or '0')
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
   return {3, tonumber(existing), serving, redis.call('HLEN', KEYS[1])}
 end
-if ARGV[2] == '1' and redis.call('SISMEMBER', KEYS[7], ARGV[1]) == 0 then
+local card = redis.call('HGET', KEYS[7], ARGV[1])
+if ARGV[2] == '1' and not card then
   return {4, 0, serving, redis.call('HLEN', KEYS[1])}
 end
 local stock = redis.call('GET', KEYS[8])
@@ -26,11 +28,18 @@ if KEYS[11] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 0
   redis.call('HINCRBY', KEYS[13], 'device_limit', 1)
   return {7, 0, serving, redis.call('HLEN', KEYS[1])}
 end
+if card and card ~= '' and tonumber(redis.call('HGET', KEYS[15], card) or '0') >= tonumber(ARGV[7]) then
+  redis.call('HINCRBY', KEYS[13], 'card_limit', 1)
+  return {9, 0, serving, redis.call('HLEN', KEYS[1])}
+end
 if KEYS[10] ~= '' and not redis.call('SET', KEYS[10], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then
   return {6, 0, serving, redis.call('HLEN', KEYS[1])}
 end
 if KEYS[11] ~= '' then
   redis.call('SADD', KEYS[11], ARGV[1])
+end
+if card and card ~= '' then
+  redis.call('HINCRBY', KEYS[15], card, 1)
 end
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], -1)

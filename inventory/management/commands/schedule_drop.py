@@ -35,6 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=int, default=500, help="shoppers admitted per second")
         parser.add_argument("--limit", type=int, default=1, help="units per customer")
         parser.add_argument("--checkout-window", type=int, default=300, help="seconds to buy once admitted")
+        parser.add_argument(
+            "--accounts-per-card",
+            type=int,
+            default=1,
+            help="accounts that may queue with one card (Stripe's test cards share one fingerprint)",
+        )
 
     def handle(self, *args, **opts):
         if opts["starts_in"] < 0 or opts["prequeue"] < 0:
@@ -55,6 +61,7 @@ class Command(BaseCommand):
                 admission_rate=opts["rate"],
                 per_customer_limit=opts["limit"],
                 checkout_window=opts["checkout_window"],
+                max_accounts_per_card=opts["accounts_per_card"],
             )
         except InventoryError as exc:
             raise CommandError(exc.message) from exc

@@ -31,6 +31,8 @@ class Command(BaseCommand):
                 admission_rate=5,
                 per_customer_limit=1,
                 checkout_window=120,
+                # Local shoppers pay with Stripe's test cards, which all share one card fingerprint.
+                max_accounts_per_card=10_000,
             )
         created = services.merchandiser_ensure(username=MERCHANDISER, password=MERCHANDISER_PASSWORD)
         port = self._port()
