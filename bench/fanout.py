@@ -423,6 +423,9 @@ class Server:
             "--no-access-log",
             "--log-level",
             "warning",
+            # As in the Procfile: frames are ~100 bytes, so compressing each one per socket only costs CPU.
+            "--ws-per-message-deflate",
+            "false",
         ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
