@@ -127,8 +127,11 @@ def _account_age(request: HttpRequest) -> float | None:
     return None if joined is None else time.time() - float(joined)
 
 
-def _signals(data: dict) -> dict:
-    signals = field(data, "signals", dict, required=False, default={})
+SIGNALS_FIELD = "signals"
+
+
+def signals_clean(signals: dict) -> dict:
+    """Keep the client's automation signals that have a plain value; ignore anything else."""
     return {k: v for k, v in signals.items() if isinstance(k, str) and isinstance(v, bool | int | str)}
 
 
@@ -158,7 +161,7 @@ def queue(request: HttpRequest, slug: str) -> JsonResponse:
             shopper_id=shopper_id,
             pow_payload=payload,
             fingerprint=fingerprint,
-            signals=_signals(data),
+            signals=signals_clean(field(data, SIGNALS_FIELD, dict, required=False, default={})),
             user_agent=request.headers.get("User-Agent", ""),
             account_age=_account_age(request),
             remote_ip=client_ip(request),

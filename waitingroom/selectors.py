@@ -117,14 +117,15 @@ def entry_build(
     return Entry(EntryStatus.WAITING, ticket, position, serving, length, math.ceil(position / per_second), None)
 
 
-def entry_get(*, drop: Drop, shopper_id: int) -> Entry | None:
-    """Read one shopper's entry in one Redis call; None when they are not in the queue."""
+def entry_call(*, drop: Drop, shopper_id: int) -> tuple[list[str], list]:
+    """The keys and arguments of ``entry.lua`` for one shopper (sync and async callers share them)."""
     q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
-    ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds = lua_script("entry")(
-        keys=[q.entries, q.serving, q.admitted, q.outcome, q.tick, q.last_ticket, inv.stock, inv.holds],
-        args=[shopper_id],
-        client=redis_client(),
-    )
+    return [q.entries, q.serving, q.admitted, q.outcome, q.tick, q.last_ticket, inv.stock, inv.holds], [shopper_id]
+
+
+def entry_from_raw(*, drop: Drop, raw: list) -> Entry | None:
+    """Interpret ``entry.lua``'s answer; None when the shopper is not in the queue."""
+    ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds = raw
     if ticket == NOT_QUEUED:
         return None
     outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
@@ -140,6 +141,20 @@ def entry_get(*, drop: Drop, shopper_id: int) -> Entry | None:
         sold_out=sold_out,
         last_ticket=last_ticket,
     )
+
+
+def entry_get(*, drop: Drop, shopper_id: int) -> Entry | None:
+    """Read one shopper's entry in one Redis call; None when they are not in the queue."""
+    keys, args = entry_call(drop=drop, shopper_id=shopper_id)
+    return entry_from_raw(drop=drop, raw=lua_script("entry")(keys=keys, args=args, client=redis_client()))
+
+
+def drop_cached_peek(*, slug: str) -> tuple[bool, Drop | None]:
+    """Return (fresh, drop) from this process's drop cache without touching the database."""
+    hit = _drop_cache.get(slug)
+    if hit is None or time.monotonic() - hit[0] >= DROP_CACHE_SECONDS:
+        return False, None
+    return True, hit[1]
 
 
 def queue_stats_get(*, drop_id: int) -> QueueStats:

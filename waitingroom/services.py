@@ -52,7 +52,16 @@ class TickResult:
     expired: list[int]
 
 
-def ticket_issue(
+@dataclass(frozen=True)
+class JoinPlan:
+    """One join, checked and ready for ``join.lua``; ``refused`` when it must not reach the queue."""
+
+    keys: list[str]
+    args: list
+    refused: BotSuspected | None = None
+
+
+def join_call(
     *,
     drop: Drop,
     shopper_id: int,
@@ -61,46 +70,27 @@ def ticket_issue(
     pow_marker: str | None = None,
     pow_ttl: int = 600,
     park_reasons: list[str] | None = None,
-) -> tuple[Entry, bool]:
-    """Queue the shopper (pre-queue before the start, a ticket after) in one Redis call.
-
-    Returns the entry and whether it was created now. ``pow_marker`` is the proof-of-work's
-    signature: it is spent in the same call, so a replayed one is refused atomically. ``device``
-    is the hashed device fingerprint; at most ``drop.max_accounts_per_device`` shoppers queue
-    from one. With ``park_reasons`` the entry goes to the queue that is never admitted.
-    """
+) -> JoinPlan:
+    """The keys and arguments of ``join.lua`` (see its header) for one shopper."""
     if drop.state_at(remaining=1) not in JOINABLE:
         raise DropNotOpen
     q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
-    code, ticket, serving, length = lua_script("join")(
-        keys=[
-            q.entries,
-            q.tickets,
-            q.prequeue,
-            q.started,
-            q.last_ticket,
-            q.serving,
-            authorized_key(drop.pk),
-            inv.stock,
-            inv.holds,
-            f"{q.pow_spent}{pow_marker}" if pow_marker else "",
-            f"{q.device}{device}" if device else "",
-            q.parked,
-            q.blocked,
-            q.flagged,
-            q.cards,
-        ],
-        args=[
-            shopper_id,
-            1 if require_authorization else 0,
-            pow_ttl,
-            drop.max_accounts_per_device,
-            1 if park_reasons else 0,
-            ",".join(park_reasons or []),
-            drop.max_accounts_per_card,
-        ],
-        client=redis_client(),
-    )
+    keys = [
+        q.entries, q.tickets, q.prequeue, q.started, q.last_ticket, q.serving, authorized_key(drop.pk), inv.stock,
+        inv.holds, f"{q.pow_spent}{pow_marker}" if pow_marker else "", f"{q.device}{device}" if device else "",
+        q.parked, q.blocked, q.flagged, q.cards,
+    ]  # fmt: skip
+    args = [
+        shopper_id, 1 if require_authorization else 0, pow_ttl, drop.max_accounts_per_device,
+        1 if park_reasons else 0, ",".join(park_reasons or []), drop.max_accounts_per_card,
+    ]  # fmt: skip
+    return JoinPlan(keys=keys, args=args)
+
+
+def join_result(*, drop: Drop, raw: list) -> tuple[Entry | None, bool]:
+    """Interpret ``join.lua``'s answer: the new entry and True, (None, False) for an existing entry
+    (the caller reads it whole), or the domain error."""
+    code, ticket, serving, length = raw
     result = JoinResult(code)
     if result is JoinResult.AUTHORIZATION_REQUIRED:
         raise AuthorizationRequired
@@ -113,19 +103,65 @@ def ticket_issue(
     if result is JoinResult.CARD_LIMIT:
         raise BotSuspected("Too many accounts have queued with this card.", reasons=["card_limit"])
     if result is JoinResult.EXISTING:
-        # The whole entry (admitted, expired, purchased...) needs the full read.
-        return selectors.entry_get(drop=drop, shopper_id=shopper_id), False
-    return selectors.entry_build(
+        return None, False
+    entry = selectors.entry_build(
+        drop=drop, ticket=ticket, serving=serving, length=length, expires_ms=0, outcome="", rate=0.0,
+        sold_out=False, last_ticket=length,
+    )  # fmt: skip
+    return entry, True
+
+
+def ticket_issue(*, drop: Drop, shopper_id: int, **options) -> tuple[Entry, bool]:
+    """Queue the shopper (pre-queue before the start, a ticket after) in one Redis call.
+
+    Returns the entry and whether it was created now. Options as ``join_call``: ``pow_marker``
+    is the proof-of-work's signature, spent in the same call so a replay is refused atomically;
+    ``device`` is the hashed device fingerprint (at most ``drop.max_accounts_per_device``
+    shoppers queue from one); with ``park_reasons`` the entry goes to the queue that is never
+    admitted.
+    """
+    plan = join_call(drop=drop, shopper_id=shopper_id, **options)
+    entry, created = join_result(
+        drop=drop, raw=lua_script("join")(keys=plan.keys, args=plan.args, client=redis_client())
+    )
+    if entry is None:
+        entry = selectors.entry_get(drop=drop, shopper_id=shopper_id)
+    return entry, created
+
+
+def join_plan(
+    *,
+    drop: Drop,
+    shopper_id: int,
+    pow_payload: str,
+    fingerprint: str,
+    signals: dict,
+    user_agent: str,
+    account_age: float | None,
+) -> JoinPlan:
+    """Check a join's account age, proof-of-work and bot signals (CPU only, no I/O) and plan it.
+
+    The plan is refused (with its reasons, to be counted) or carries the one Redis call that
+    queues or parks the shopper.
+    """
+    if drop.min_account_age and (account_age is None or account_age < drop.min_account_age):
+        refusal = BotSuspected("This account is too new to join this drop.", reasons=["account_too_new"])
+        return JoinPlan(keys=[], args=[], refused=refusal)
+    proof = pow.pow_verify(payload=pow_payload, drop_id=drop.pk, shopper_id=shopper_id)
+    verdict = bots.suspicion_score(user_agent=user_agent, signals=signals, account_age=account_age)
+    park = None
+    if verdict.score >= drop.bot_threshold:
+        if drop.bot_action != "park":
+            return JoinPlan(keys=[], args=[], refused=BotSuspected(reasons=verdict.reasons))
+        park = verdict.reasons
+    return join_call(
         drop=drop,
-        ticket=ticket,
-        serving=serving,
-        length=length,
-        expires_ms=0,
-        outcome="",
-        rate=0.0,
-        sold_out=False,
-        last_ticket=length,
-    ), True
+        shopper_id=shopper_id,
+        device=hashlib.sha256(fingerprint.encode()).hexdigest()[:32],
+        pow_marker=proof.signature,
+        pow_ttl=proof.expires_in,
+        park_reasons=park,
+    )
 
 
 def queue_join(
@@ -142,34 +178,26 @@ def queue_join(
 ) -> tuple[Entry, bool]:
     """Check a join's bot signals, proof-of-work and reCAPTCHA, then queue it (or park or refuse it).
 
-    Only the final ``ticket_issue`` call and, for a refused join, one counter touch Redis.
+    Only the final join call and, for a refused join, one counter touch Redis.
     """
-    if drop.min_account_age and (account_age is None or account_age < drop.min_account_age):
-        bots_count_blocked(drop=drop, reasons=["account_too_new"])
-        raise BotSuspected("This account is too new to join this drop.", reasons=["account_too_new"])
-    proof = pow.pow_verify(payload=pow_payload, drop_id=drop.pk, shopper_id=shopper_id)
-    if recaptcha.recaptcha_enabled():
+    plan = join_plan(
+        drop=drop, shopper_id=shopper_id, pow_payload=pow_payload, fingerprint=fingerprint, signals=signals,
+        user_agent=user_agent, account_age=account_age,
+    )  # fmt: skip
+    if plan.refused is None and recaptcha.recaptcha_enabled():
         try:
             recaptcha.recaptcha_check(token=recaptcha_token or "", remote_ip=remote_ip, action="join")
         except BotSuspected as exc:
-            bots_count_blocked(drop=drop, reasons=exc.reasons)
-            raise
-    verdict = bots.suspicion_score(user_agent=user_agent, signals=signals, account_age=account_age)
-    park = None
-    if verdict.score >= drop.bot_threshold:
-        if drop.bot_action != "park":
-            bots_count_blocked(drop=drop, reasons=verdict.reasons)
-            raise BotSuspected(reasons=verdict.reasons)
-        park = verdict.reasons
-    device = hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
-    return ticket_issue(
-        drop=drop,
-        shopper_id=shopper_id,
-        device=device,
-        pow_marker=proof.signature,
-        pow_ttl=proof.expires_in,
-        park_reasons=park,
+            plan = JoinPlan(keys=[], args=[], refused=exc)
+    if plan.refused is not None:
+        bots_count_blocked(drop=drop, reasons=plan.refused.reasons)
+        raise plan.refused
+    entry, created = join_result(
+        drop=drop, raw=lua_script("join")(keys=plan.keys, args=plan.args, client=redis_client())
     )
+    if entry is None:
+        entry = selectors.entry_get(drop=drop, shopper_id=shopper_id)
+    return entry, created
 
 
 def bots_count_blocked(*, drop: Drop, reasons: list[str]) -> None:

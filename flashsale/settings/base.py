@@ -214,3 +214,6 @@ METRICS_ALLOWED_NETWORKS = env.list(
     "METRICS_ALLOWED_NETWORKS",
     default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
 )
+
+# Answer the queue's join and position requests on the lean ASGI path (waitingroom/fastpath.py).
+WAITINGROOM_FAST_PATH = env.bool("WAITINGROOM_FAST_PATH", default=True)

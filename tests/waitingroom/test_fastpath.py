@@ -1,0 +1,157 @@
+"""The lean ASGI path for join and position: same answers as Django's view, without Django's cost."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import HttpCommunicator
+from django.utils import timezone
+
+from inventory import services as inventory_services
+from tests.conftest import BROWSER_USER_AGENT
+from tests.factories import DropFactory, UserFactory
+from waitingroom import selectors, services
+from waitingroom.fastpath import QueueFastPath
+from waitingroom.redis_keys import queue_keys
+
+from .support import authorize, join_body
+
+pytestmark = pytest.mark.django_db
+
+
+class Django:
+    """Stands in for Django behind the fast path, to see what falls through."""
+
+    def __init__(self):
+        self.calls = []
+
+    async def __call__(self, scope, receive, send):
+        message = await receive()
+        self.calls.append((scope["path"], message.get("body", b"")))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+@pytest.fixture(autouse=True)
+def cheap_pow(settings):
+    settings.POW_COST = 500
+    selectors.drop_cache_clear()
+
+
+@pytest.fixture
+def live(redis):
+    drop = DropFactory(slug="air", quantity=20)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    selectors.drop_cached_get(slug="air")  # what the first request of each second does through Django
+    return drop
+
+
+@pytest.fixture
+def shopper(client, redis, live):
+    user = UserFactory(date_joined=timezone.now() - timedelta(days=30))
+    client.force_login(user)
+    authorize(redis, live, user)
+    csrf = client.get("/api/session").cookies["csrftoken"].value
+    return {"user": user, "client": client, "csrf": csrf, "session": client.cookies["sessionid"].value}
+
+
+def call(app, method, path, *, body=b"", shopper=None, csrf=True, headers=()):
+    cookie = ""
+    extra = [(b"host", b"testserver"), (b"user-agent", BROWSER_USER_AGENT.encode())]
+    if shopper:
+        cookie = f"sessionid={shopper['session']}; csrftoken={shopper['csrf']}"
+        if csrf:
+            extra.append((b"x-csrftoken", shopper["csrf"].encode()))
+    if cookie:
+        extra.append((b"cookie", cookie.encode()))
+    communicator = HttpCommunicator(app, method, path, body=body, headers=[*extra, *headers])
+    response = async_to_sync(communicator.get_response)()
+    header_map = {k.decode(): v.decode() for k, v in response["headers"]}
+    return response["status"], json.loads(response["body"] or b"{}"), header_map
+
+
+def body_of(data):
+    return json.dumps(data).encode()
+
+
+def test_join_and_position_without_django(shopper, live, django_assert_num_queries):
+    django, body = Django(), body_of(join_body(shopper["client"]))
+    app = QueueFastPath(django)
+    with django_assert_num_queries(0):
+        status, entry, headers = call(app, "POST", "/api/drops/air/queue", body=body, shopper=shopper)
+        assert (status, entry["status"], entry["ticket"], entry["position"]) == (201, "waiting", 1, 1)
+        assert headers["content-type"] == "application/json"
+        again = call(app, "POST", "/api/drops/air/queue", body=body_of(join_body(shopper["client"])), shopper=shopper)
+        assert (again[0], again[1]["ticket"]) == (200, 1)
+        status, entry, _ = call(app, "GET", "/api/drops/air/queue", shopper=shopper)
+        assert (status, entry["position"]) == (200, 1)
+    assert django.calls == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_request"),
+        (b"[1]", 400, "invalid_request"),
+        (b'{"fingerprint": "fp-1234567890"}', 400, "invalid_request"),
+        (b'{"altcha": "bm90IGpzb24=", "fingerprint": "fp-1234567890"}', 400, "pow_invalid"),
+        (b'{"altcha": "x", "fingerprint": "tiny"}', 400, "invalid_request"),
+    ],
+)
+def test_bad_input_gets_the_same_errors_and_changes_nothing(shopper, live, redis, body, status, code):
+    got = call(QueueFastPath(Django()), "POST", "/api/drops/air/queue", body=body, shopper=shopper)
+    assert (got[0], got[1]["error"]["code"]) == (status, code)
+    assert redis.hlen(queue_keys(live.pk).entries) == 0
+
+
+def test_csrf_is_checked_by_djangos_own_middleware(shopper, live, redis):
+    body = body_of(join_body(shopper["client"]))
+    status, data, _ = call(
+        QueueFastPath(Django()), "POST", "/api/drops/air/queue", body=body, shopper=shopper, csrf=False
+    )
+    assert (status, data["error"]["code"]) == (403, "csrf_failed")
+    assert redis.hlen(queue_keys(live.pk).entries) == 0
+
+
+def test_no_session_is_401_and_a_bot_is_403(shopper, live, redis):
+    anonymous = call(QueueFastPath(Django()), "GET", "/api/drops/air/queue")
+    # no session cookie at all: Django answers (it owns sessions that are not in the cache)
+    assert anonymous[0] == 299
+    body = body_of(join_body(shopper["client"], signals={"webdriver": True}))
+    status, data, _ = call(QueueFastPath(Django()), "POST", "/api/drops/air/queue", body=body, shopper=shopper)
+    assert (status, data["error"]["code"]) == (403, "bot_suspected")
+    assert selectors.bot_stats_get(drop_id=live.pk).blocked == {"webdriver": 1}
+
+
+def test_rate_limited_with_retry_after(shopper, live, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "queue-read": [("shopper", "2/m")]}
+    app = QueueFastPath(Django())
+    statuses = [call(app, "GET", "/api/drops/air/queue", shopper=shopper)[0] for _ in range(3)]
+    assert statuses == [404, 404, 429]
+    _status, data, headers = call(app, "GET", "/api/drops/air/queue", shopper=shopper)
+    assert data["error"]["code"] == "rate_limited"
+    assert 1 <= int(headers["retry-after"]) <= 60
+
+
+def test_anything_unusual_falls_through_to_django_with_its_body(shopper, live, settings):
+    django = Django()
+    app = QueueFastPath(django)
+    selectors.drop_cache_clear()  # this process has not read the drop this second
+    body = body_of({"altcha": "x", "fingerprint": "fp-1234567890"})
+    assert call(app, "POST", "/api/drops/air/queue", body=body, shopper=shopper)[0] == 299
+    selectors.drop_cached_get(slug="air")
+    settings.RECAPTCHA_PUBLIC_KEY, settings.RECAPTCHA_PRIVATE_KEY = "site", "secret"
+    assert call(app, "POST", "/api/drops/air/queue", body=body, shopper=shopper)[0] == 299
+    assert django.calls == [("/api/drops/air/queue", body)] * 2
+    other = call(app, "GET", "/api/drops/air", shopper=shopper)
+    assert other[0] == 299  # not a queue path
+
+
+def test_the_real_application_serves_the_contract(shopper, live):
+    from flashsale.asgi import application
+
+    body = body_of(join_body(shopper["client"]))
+    status, entry, _ = call(application, "POST", "/api/drops/air/queue", body=body, shopper=shopper)
+    assert (status, entry["ticket"]) == (201, 1)

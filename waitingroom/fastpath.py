@@ -1,0 +1,314 @@
+"""The lean ASGI path for the two hottest requests: joining the queue and reading one's place.
+
+``POST`` and ``GET /api/drops/<slug>/queue`` are answered here, in front of Django, with the
+same rules as ``waitingroom.api.queue``: Django's session (read from the session cache),
+Django's CSRF check (``CsrfViewMiddleware``), the same proof-of-work, bot scoring and join
+plan (``waitingroom.services.join_plan``), the same Lua scripts. What it leaves out is the
+cost: no middleware stack, no thread hop, no database, and every Redis call on an asyncio
+client: the session read, one rate-limit call, and the join (or entry) script.
+
+Anything unusual goes to Django unchanged: a session that is not in the cache, a drop not
+in this process's cache, reCAPTCHA configured, an oversized body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from functools import cache
+from http.cookies import SimpleCookie
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.cached_db import KEY_PREFIX as SESSION_CACHE_PREFIX
+from django.core.cache import caches
+from django.http import HttpRequest
+from django.middleware.csrf import CsrfViewMiddleware
+from redis.exceptions import NoScriptError, RedisError
+
+from flashsale.api import MAX_JSON_BYTES, ApiError, field, invalid
+from flashsale.metrics import JOINS
+from flashsale.net import client_ip
+from flashsale.redis import async_redis_client
+from inventory.errors import InventoryError
+
+from . import selectors, services
+from .api import FINGERPRINT_LENGTH, SIGNALS_FIELD, signals_clean
+from .recaptcha import recaptcha_enabled
+from .redis_keys import queue_keys
+from .scripts import LUA_DIR
+from .signals import JOINED_AT_SESSION_KEY
+
+logger = logging.getLogger(__name__)
+
+PATH = re.compile(r"^/api/drops/(?P<slug>[-a-zA-Z0-9_]+)/queue$")
+RATELIMIT_LUA = (settings.BASE_DIR / "flashsale" / "lua" / "ratelimit.lua").read_text()
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class FallThrough(Exception):
+    """Let Django answer this request."""
+
+
+class QueueFastPath:
+    """ASGI middleware: serve the queue endpoints itself, pass everything else to ``app``."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        match = PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if match is None or scope["method"] not in ("GET", "POST") or not settings.WAITINGROOM_FAST_PATH:
+            await self.app(scope, receive, send)
+            return
+        body, more = await _read_body(receive)
+        try:
+            if more:
+                raise FallThrough
+            status, payload, headers = await self.handle(scope, body, match["slug"])
+        except FallThrough:
+            await self.app(scope, _replay(body, receive, more), send)
+            return
+        except (RedisError, OSError) as exc:
+            logger.warning("queue fast path: Redis failed (%s); answering through Django", exc)
+            await self.app(scope, _replay(body, receive, more), send)
+            return
+        await _respond(send, status, payload, headers)
+
+    async def handle(self, scope, body: bytes, slug: str) -> tuple[int, dict, list]:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        cookies = _cookies(headers.get("cookie", ""))
+        fresh, drop = selectors.drop_cached_peek(slug=slug)
+        if not fresh:
+            raise FallThrough  # Django reads the drop and refreshes this process's cache
+        session = await _session(cookies.get(settings.SESSION_COOKIE_NAME, ""))
+        request = _request(scope, headers, cookies)
+        if scope["method"] == "POST":
+            rejection = CsrfViewMiddleware(lambda r: None).process_view(request, _queue_view_marker, (), {})
+            if rejection is not None:
+                return rejection.status_code, json.loads(rejection.content), []
+        try:
+            shopper_id = int(session.get(SESSION_KEY))
+        except (TypeError, ValueError):
+            return _error(ApiError(401, "not_authenticated", "Sign in first."))
+        if drop is None:
+            return _error(ApiError(404, "not_found", "There is no such drop."))
+        group = "queue-join" if scope["method"] == "POST" else "queue-read"
+        limited = await _rate_limit(group, shopper_id=shopper_id, ip=client_ip(request))
+        if limited:
+            return limited
+        client = async_redis_client()
+        try:
+            if scope["method"] == "GET":
+                entry = await _entry(client, drop, shopper_id)
+                if entry is None:
+                    return _error(ApiError(404, "not_in_queue", "You are not in this drop's queue."))
+                return 200, entry.as_dict(), []
+            return await self._join(client, drop, shopper_id, body, headers, session)
+        except ApiError as exc:
+            return _error(exc)
+
+    async def _join(self, client, drop, shopper_id: int, body: bytes, headers: dict, session: dict):
+        if recaptcha_enabled():
+            raise FallThrough  # Google's verify call is blocking I/O: Django's path makes it
+        data = _json(body)
+        payload = field(data, "altcha", str)
+        fingerprint = field(data, "fingerprint", str)
+        if not FINGERPRINT_LENGTH[0] <= len(fingerprint) <= FINGERPRINT_LENGTH[1]:
+            raise invalid("The fingerprint must have 8 to 256 characters.")
+        signals = signals_clean(field(data, SIGNALS_FIELD, dict, required=False, default={}))
+        joined = session.get(JOINED_AT_SESSION_KEY)
+        try:
+            plan = services.join_plan(
+                drop=drop, shopper_id=shopper_id, pow_payload=payload, fingerprint=fingerprint, signals=signals,
+                user_agent=headers.get("user-agent", ""),
+                account_age=None if joined is None else time.time() - float(joined),
+            )  # fmt: skip
+            if plan.refused is not None:
+                await _count_blocked(client, drop, plan.refused.reasons)
+                raise plan.refused
+            entry, created = services.join_result(drop=drop, raw=await _script(client, "join", plan))
+            if entry is None:
+                entry = await _entry(client, drop, shopper_id)
+        except InventoryError as exc:
+            JOINS.labels(drop.slug, exc.code).inc()
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        JOINS.labels(drop.slug, "joined" if created else "existing").inc()
+        return (201 if created else 200), entry.as_dict(), []
+
+
+def _queue_view_marker(request):  # CsrfViewMiddleware looks at the view only for csrf_exempt
+    return None
+
+
+async def _read_body(receive) -> tuple[bytes, bool]:
+    """Read the body up to the API's limit; True as the second value when it is larger."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_JSON_BYTES:
+            return b"".join(chunks), message.get("more_body", False) or True
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive, more: bool):
+    """A receive callable that hands Django the body already read, then the rest of the stream."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": bool(more)}
+        return await receive()
+
+    return replay
+
+
+async def _respond(send, status: int, payload: dict, headers: list) -> None:
+    content = json.dumps(payload).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
+                    (b"vary", b"Cookie"), *headers],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": content})
+
+
+def _cookies(header: str) -> dict[str, str]:
+    jar = SimpleCookie()
+    try:
+        jar.load(header)
+    except (ValueError, KeyError):
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+async def _session(session_key: str) -> dict:
+    """The session's data from the session cache; fall through to Django when it is not there."""
+    if not session_key or settings.SESSION_ENGINE != "django.contrib.sessions.backends.cached_db":
+        raise FallThrough
+    cache_client = caches[settings.SESSION_CACHE_ALIAS].client
+    raw = await async_redis_client().get(cache_client.make_key(SESSION_CACHE_PREFIX + session_key))
+    if raw is None:
+        raise FallThrough  # only in the database: Django loads it and puts it back in the cache
+    data = cache_client.decode(raw)
+    if not isinstance(data, dict):
+        raise FallThrough
+    return data
+
+
+def _request(scope, headers: dict, cookies: dict) -> HttpRequest:
+    """A bare HttpRequest carrying what CSRF and the client address need (no body, no session)."""
+    request = HttpRequest()
+    request.method = scope["method"]
+    request.path = request.path_info = scope["path"]
+    request.COOKIES = cookies
+    server = scope.get("server") or ("", "")
+    client = scope.get("client") or ("", 0)
+    request.META = {
+        "REMOTE_ADDR": client[0],
+        "SERVER_NAME": server[0] or "",
+        "SERVER_PORT": str(server[1] or ""),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        **{f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()},
+    }
+    if scope.get("scheme") == "https":
+        request._get_scheme = lambda: "https"
+    return request
+
+
+def _json(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise invalid("The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise invalid("The body must be a JSON object.")
+    return data
+
+
+def _error(exc: ApiError) -> tuple[int, dict, list]:
+    headers = [(name.lower().encode(), value.encode()) for name, value in exc.headers.items()]
+    return exc.status, {"error": {"code": exc.code, "message": exc.message}}, headers
+
+
+async def _rate_limit(group: str, *, shopper_id: int, ip: str) -> tuple[int, dict, list] | None:
+    """Count the request against the group's limits in one Redis call; the 429 answer when over."""
+    if not settings.RATELIMIT_ENABLE:
+        return None
+    now = int(time.time())
+    keys, args = [], []
+    for key, rate in settings.RATE_LIMITS[group]:
+        limit, period = _rate(rate)
+        value = f"shopper:{shopper_id}" if key == "shopper" else f"ip:{ip}"
+        keys.append(f"{settings.FLASHSALE_REDIS_PREFIX}:rl:{group}:{value}:{now - now % period}")
+        args.extend([limit, period])
+    over, _ttl = await _eval(async_redis_client(), "ratelimit", RATELIMIT_LUA, keys, args)
+    if not over:
+        return None
+    period = args[2 * over - 1]
+    retry = max(1, period - now % period)  # the seconds left in the window that is full
+    return _error(
+        ApiError(
+            429,
+            "rate_limited",
+            f"Too many requests; try again in {retry} seconds.",
+            headers={"Retry-After": str(retry)},
+        )
+    )
+
+
+@cache
+def _rate(rate: str) -> tuple[int, int]:
+    count, unit = rate.split("/")
+    return int(count), PERIODS[unit[-1]] * int(unit[:-1] or 1)
+
+
+@cache
+def _source(name: str) -> str:
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
+async def _entry(client, drop, shopper_id: int):
+    keys, args = selectors.entry_call(drop=drop, shopper_id=shopper_id)
+    return selectors.entry_from_raw(drop=drop, raw=await _eval(client, "entry", _source("entry"), keys, args))
+
+
+async def _script(client, name: str, plan) -> list:
+    return await _eval(client, name, _source(name), plan.keys, plan.args)
+
+
+_shas: dict[str, str] = {}
+
+
+async def _eval(client, name: str, source: str, keys: list, args: list) -> list:
+    """EVALSHA, loading the script on NOSCRIPT (a restarted or flushed Redis)."""
+    sha = _shas.get(name)
+    if sha is None:
+        sha = _shas[name] = await client.script_load(source)
+    try:
+        return await client.evalsha(sha, len(keys), *keys, *args)
+    except NoScriptError:
+        _shas.pop(name, None)
+        sha = _shas[name] = await client.script_load(source)
+        return await client.evalsha(sha, len(keys), *keys, *args)
+
+
+async def _count_blocked(client, drop, reasons: list[str]) -> None:
+    if reasons:
+        pipe = client.pipeline(transaction=False)
+        for reason in reasons:
+            pipe.hincrby(queue_keys(drop.pk).blocked, reason, 1)
+        await pipe.execute()

@@ -1,0 +1,316 @@
+"""One simulated shopper's journey, every step over HTTP or the websocket, as a browser makes it.
+
+Sign in, pre-authorize the card, solve the proof-of-work, join, watch the websocket until
+admitted (polling ``GET .../queue`` whenever the socket is down or silent), buy. A 429 or a
+503 with Retry-After is retried after the wait it names, as the page does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from .config import SHOPPER_PASSWORD, Role, ShopperPlan
+from .stats import ShopperStats
+
+logger = logging.getLogger(__name__)
+
+DECIDED = {"admitted", "expired", "purchased", "sold_out"}
+CONFLICTS_TO_RETRY = {"authorization_in_progress", "purchase_in_progress"}
+MAX_ATTEMPTS = 30
+CONFLICT_WAIT = 0.5
+POLL_SECONDS = 1.0  # GET .../queue while the socket is down (the shopper's read limit is 120/min)
+SILENCE_SECONDS = 5.0  # the server sends a drop frame every tick; this long without one, read the entry
+POW_ATTEMPTS = 3
+
+
+class JourneyOver(Exception):
+    """The shopper's journey ended here; ``outcome`` says how."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+@dataclass
+class Network:
+    """What all shoppers share: the server, the connection pools and their limits, the solver, the counters."""
+
+    base_url: URL
+    slug: str
+    http: aiohttp.BaseConnector
+    ws: aiohttp.BaseConnector
+    requests: asyncio.Semaphore  # HTTP requests in flight
+    sockets: asyncio.Semaphore  # websockets open
+    solve: Callable[[dict], Awaitable[str]]
+    stats: ShopperStats
+    starts_at: float  # monotonic time of the drop's start
+    deadline: float  # monotonic time by which everything stops
+    forwarded_for: bool
+    session_cookie: str
+    csrf_cookie: str
+
+    @property
+    def ws_url(self) -> URL:
+        scheme = "wss" if self.base_url.scheme == "https" else "ws"
+        return self.base_url.with_scheme(scheme).with_path(f"/ws/drops/{self.slug}/")
+
+
+class Shopper:
+    def __init__(self, plan: ShopperPlan, net: Network) -> None:
+        self.plan, self.net, self.stats = plan, net, net.stats
+        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: keep cookies of an IP-address host
+        self.headers = {"User-Agent": plan.user_agent, "Accept": "application/json", "Accept-Language": "en-US,en"}
+        if net.forwarded_for:
+            self.headers["X-Forwarded-For"] = plan.address
+        self.http: aiohttp.ClientSession | None = None
+
+    async def run(self) -> str:
+        """Make the whole journey; return how it ended."""
+        self.stats.steps["arrived"] += 1
+        if self.plan.session_key:
+            self.jar.update_cookies({self.net.session_cookie: self.plan.session_key}, response_url=self.net.base_url)
+        async with aiohttp.ClientSession(
+            connector=self.net.http, connector_owner=False, cookie_jar=self.jar, headers=self.headers
+        ) as self.http:
+            try:
+                return await self._journey()
+            except JourneyOver as over:
+                return over.outcome
+
+    async def _journey(self) -> str:
+        await self._sign_in()
+        await self._authorize()
+        entry = await self._join()
+        entry = await self._wait_until_decided(entry)
+        if entry["status"] != "admitted":
+            return entry["status"]
+        self.stats.steps["admitted"] += 1
+        if self.plan.role is Role.NO_BUY:
+            return "admitted_did_not_buy"
+        return await self._buy()
+
+    # --- steps ------------------------------------------------------------------------------
+
+    async def _sign_in(self) -> None:
+        status, body = await self._call("session", "GET", "/api/session")
+        if not self.plan.session_key:
+            status, body = await self._call(
+                "sign_in", "POST", "/api/session", body={"username": self.plan.username, "password": SHOPPER_PASSWORD}
+            )
+        if status != 200 or not body.get("authenticated"):
+            raise JourneyOver("not_signed_in")
+        self.stats.steps["signed_in"] += 1
+
+    async def _authorize(self) -> None:
+        status, body = await self._call(
+            "authorization",
+            "POST",
+            f"/api/drops/{self.net.slug}/authorization",
+            body={"payment_method": self.plan.card},
+        )
+        if status in (200, 201) and body.get("status") == "authorized":
+            return
+        if status == 202:
+            raise JourneyOver("requires_action")
+        raise JourneyOver({"card_declined": "declined", "drop_closed": "sold_out"}.get(_code(body), _outcome(body)))
+
+    async def _join(self) -> dict:
+        path = f"/api/drops/{self.net.slug}/queue"
+        for _ in range(POW_ATTEMPTS):
+            status, challenge = await self._call("challenge", "GET", f"/api/drops/{self.net.slug}/challenge")
+            if status != 200:
+                raise JourneyOver(_outcome(challenge))
+            payload = await self.net.solve(challenge)
+            body = {"altcha": payload, "fingerprint": self.plan.fingerprint, "signals": self.plan.signals}
+            self.stats.joins_attempted += 1
+            status, entry = await self._call("join", "POST", path, body=body)
+            self.stats.joins_answered += 1
+            if status in (200, 201):
+                self.stats.steps["joined"] += 1
+                return entry
+            if _code(entry) not in ("pow_invalid", "pow_replayed"):
+                break
+        raise JourneyOver({"bot_suspected": "refused_as_bot"}.get(_code(entry), _outcome(entry)))
+
+    async def _wait_until_decided(self, entry: dict) -> dict:
+        """Wait on the websocket (or by polling when no socket is free or it drops) until admitted or out."""
+        while entry["status"] not in DECIDED:
+            if self.net.sockets.locked():
+                self.stats.sockets["no_free_slot"] += 1
+                return await self._poll(entry)
+            async with self.net.sockets:
+                watched = await self._watch()
+            if watched is not None:
+                return watched
+            entry = await self._poll(entry)
+        return entry
+
+    async def _watch(self) -> dict | None:
+        """Listen to the drop's websocket; return the deciding entry, or None when the socket failed."""
+        async with aiohttp.ClientSession(connector=self.net.ws, connector_owner=False, cookie_jar=self.jar) as ws_http:
+            try:
+                ws = await ws_http.ws_connect(
+                    self.net.ws_url,
+                    headers={"Origin": str(self.net.base_url), "User-Agent": self.plan.user_agent},
+                    heartbeat=None,
+                    autoclose=True,
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                self.stats.sockets[f"refused {exc.status}"] += 1
+                return None
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                self.stats.sockets[f"failed {type(exc).__name__}"] += 1
+                return None
+            self.stats.sockets["opened"] += 1
+            try:
+                return await self._listen(ws)
+            finally:
+                await ws.close()
+
+    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> dict | None:
+        while True:
+            now = time.monotonic()
+            if now >= self.net.deadline:
+                raise JourneyOver("timed_out")
+            silence = max(SILENCE_SECONDS, self.net.starts_at - now + SILENCE_SECONDS)
+            try:
+                message = await ws.receive(timeout=min(silence, self.net.deadline - now))
+            except TimeoutError:
+                self.stats.sockets["silent"] += 1
+                entry = await self._read_entry()
+                if entry["status"] in DECIDED:
+                    return entry
+                continue
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                if message.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    self.stats.sockets[f"unexpected {message.type.name}"] += 1
+                self.stats.sockets["dropped"] += 1
+                return None
+            frame = json.loads(message.data)
+            if frame.get("type") == "entry" and frame.get("status") in DECIDED:
+                return frame
+            if frame.get("type") == "drop" and frame.get("state") in ("sold_out", "ended"):
+                # Final: no unit is free and none is held, so none can come back to the stock.
+                return {"status": frame["state"]}
+
+    async def _poll(self, entry: dict) -> dict:
+        while entry["status"] not in DECIDED:
+            wait = max(POLL_SECONDS, self.net.starts_at - time.monotonic()) * random.uniform(0.8, 1.2)  # noqa: S311
+            if time.monotonic() + wait >= self.net.deadline:
+                raise JourneyOver("timed_out")
+            await asyncio.sleep(wait)
+            entry = await self._read_entry()
+        return entry
+
+    async def _read_entry(self) -> dict:
+        self.stats.sockets["polls"] += 1
+        status, entry = await self._call("position", "GET", f"/api/drops/{self.net.slug}/queue")
+        if status != 200:
+            raise JourneyOver(_outcome(entry))
+        return entry
+
+    async def _buy(self) -> str:
+        key = f"sim:{self.net.slug}:{self.plan.username}"
+        status, body = await self._call(
+            "purchase", "POST", f"/api/drops/{self.net.slug}/purchase", body={}, headers={"Idempotency-Key": key}
+        )
+        if status in (200, 201):
+            order = body["order"]
+            if order["status"] != "paid":
+                return f"order_{order['status']}"
+            self.stats.paid_units += order["quantity"]
+            self.stats.steps["bought"] += 1
+            return "bought"
+        return {"payment_failed": "payment_failed", "sold_out": "sold_out_at_checkout"}.get(_code(body), _outcome(body))
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    async def _call(
+        self, step: str, method: str, path: str, *, body: dict | None = None, headers: dict | None = None
+    ) -> tuple[int, dict]:
+        """Send a request (again after a 429/503 with Retry-After, or a conflict); return the status and JSON."""
+        assert self.http is not None  # noqa: S101 - run() opens the session first
+        extra = dict(headers or {})
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if method != "GET":
+                extra["X-CSRFToken"] = self._csrf_token()
+            async with self.net.requests:
+                started = time.monotonic()
+                try:
+                    async with self.http.request(
+                        method, self.net.base_url.with_path(path), json=body, headers=extra
+                    ) as r:
+                        status, raw, retry_after = r.status, await r.read(), r.headers.get("Retry-After")
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    self.stats.no_answer(step, exc)
+                    raise JourneyOver(f"no_answer_{step}") from None
+                elapsed = time.monotonic() - started
+            data = _json(raw)
+            code = _code(data) or ("ok" if status < 300 else "no_error_code")
+            self.stats.response(step, status, code, elapsed)
+            wait = _retry_wait(status, code, retry_after)
+            if wait is None or attempt == MAX_ATTEMPTS:
+                return status, data
+            if time.monotonic() + wait >= self.net.deadline:
+                raise JourneyOver("timed_out")
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _csrf_token(self) -> str:
+        cookie = self.jar.filter_cookies(self.net.base_url).get(self.net.csrf_cookie)
+        return cookie.value if cookie else ""
+
+
+def _retry_wait(status: int, code: str, retry_after: str | None) -> float | None:
+    if code in CONFLICTS_TO_RETRY:
+        return CONFLICT_WAIT
+    if status == 429 or (status == 503 and retry_after):
+        try:
+            return max(0.1, float(retry_after or 1))
+        except ValueError:
+            return 1.0
+    return None
+
+
+def _json(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _code(body: dict) -> str:
+    error = body.get("error")
+    return error.get("code", "") if isinstance(error, dict) else ""
+
+
+def _outcome(body: dict) -> str:
+    return _code(body) or "unexpected_answer"
+
+
+def pow_solve(challenge: dict) -> str:
+    """Solve an ALTCHA v1 challenge and return the widget's base64 payload (CPU only; picklable)."""
+    import altcha
+
+    solution = altcha.solve_challenge_v1(
+        challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxnumber"], 0
+    )
+    payload = {
+        "algorithm": challenge["algorithm"],
+        "challenge": challenge["challenge"],
+        "number": solution.number if solution else -1,
+        "salt": challenge["salt"],
+        "signature": challenge["signature"],
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()
