@@ -70,7 +70,7 @@ def simulation_run(config: SimulationConfig, *, progress: TextIO | None = None) 
     stats = ShopperStats()
     deadline = began + config.timeout
     try:
-        arrivals_at = starts_at - lead + LEAD_SECONDS if config.arrival == "prequeue" else starts_at
+        arrivals_at = starts_at - config.prequeue_seconds if config.arrival == "prequeue" else starts_at
         unfinished, arrivals_began = asyncio.run(
             _drive(
                 config,
