@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
@@ -11,8 +12,15 @@ from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from inventory.selectors import drop_list_visible
+from payments.selectors import stripe_js_config
 
 from . import selectors
+
+TEST_CARDS = [
+    ("pm_card_visa", "Visa ending 4242 (succeeds)"),
+    ("pm_card_visa_chargeDeclined", "Visa, declined"),
+    ("pm_card_chargeCustomerFail", "Card that fails when charged"),
+]
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -24,7 +32,13 @@ def drop_page(request: HttpRequest, slug: str) -> HttpResponse:
     drop = selectors.drop_cached_get(slug=slug)
     if drop is None:
         raise Http404("There is no such drop.")
-    return render(request, "waitingroom/drop.html", {"drop": selectors.drop_public_get(drop=drop)})
+    context = {
+        "drop": selectors.drop_public_get(drop=drop),
+        "stripe": stripe_js_config(),
+        # Stripe's test cards (and localstripe, which has no card form) are chosen from a list.
+        "test_cards": TEST_CARDS if settings.STRIPE_PUBLISHABLE_KEY.startswith("pk_test") else [],
+    }
+    return render(request, "waitingroom/drop.html", context)
 
 
 class LoginView(auth_views.LoginView):

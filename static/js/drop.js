@@ -1,5 +1,7 @@
 // The drop page: countdown, join (proof-of-work solved here), live position over the websocket
 // with reconnect and backoff, polling while the socket is down, and one-click buy.
+import { holdCard, loadStripe } from "./payments.js";
+
 const root = document.getElementById("drop");
 const slug = root.dataset.slug;
 const $ = (id) => document.getElementById(id);
@@ -18,7 +20,7 @@ async function call(method, url, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = response.status === 204 ? {} : await response.json();
-  return { status: response.status, data };
+  return { status: response.status, data, headers: response.headers };
 }
 
 function say(text) { $("status").textContent = text; }
@@ -169,11 +171,12 @@ async function join() {
     const body = { altcha: await proofOfWork(), fingerprint: await fingerprint(), signals: automationSignals() };
     const joined = await call("POST", `${api}/queue`, body);
     if (joined.status === 200 || joined.status === 201) renderEntry(joined.data);
+    else if (joined.status === 402) { cardHeld = false; $("hold").hidden = false; fail(joined.data); }
     else fail(joined.data);
   } catch (err) {
     fail({ error: { message: "The bot check did not finish; press Join again." } });
   } finally {
-    $("join").disabled = false;
+    $("join").disabled = !cardHeld;
   }
 }
 
@@ -185,7 +188,64 @@ async function buy() {
   else fail(bought.data);
 }
 
+// --- the card hold (before the queue) ------------------------------------------------------------
+let stripe = null;
+let cardElement = null;
+let cardHeld = false;
+
+async function stripeReady() {
+  if (!stripe) {
+    const section = $("card-section");
+    stripe = await loadStripe(section.dataset.stripeJs, section.dataset.stripeKey);
+    if ($("card-element")) {
+      cardElement = stripe.elements().create("card");
+      cardElement.mount("#card-element");
+    }
+  }
+  return stripe;
+}
+
+function showCard(auth) {
+  const held = auth.status === "authorized";
+  cardHeld = held;
+  $("card-status").textContent = held
+    ? `Held on ${auth.card.brand} ending ${auth.card.last4}. You can join the queue.`
+    : "Hold your card to join the queue.";
+  $("hold").hidden = held;
+  if ($("card")) $("card").disabled = held;
+  $("join").disabled = !held;
+}
+
+async function paymentMethod() {
+  if ($("card")) return $("card").value;
+  const result = await stripe.createPaymentMethod({ type: "card", card: cardElement });
+  if (result.error) throw new Error(result.error.message);
+  return result.paymentMethod.id;
+}
+
+async function hold() {
+  $("error").textContent = "";
+  $("hold").disabled = true;
+  try {
+    await stripeReady();
+    const result = await holdCard({ api, call, stripe, paymentMethod: await paymentMethod(),
+                                    onBusy: (text) => { $("card-status").textContent = text; } });
+    if (result.status === 200 || result.status === 201) showCard(result.data);
+    else fail(result.data);
+  } catch (err) {
+    fail({ error: { message: err.message } });
+  } finally {
+    $("hold").disabled = false;
+  }
+}
+
 if (root.dataset.signedIn === "1") {
+  $("hold").addEventListener("click", hold);
+  call("GET", `${api}/authorization`).then((auth) => {
+    if (auth.status === 200) showCard(auth.data);
+    else $("join").disabled = true;
+  });
+  if ($("card-element")) stripeReady();
   $("join").addEventListener("click", join);
   $("buy").addEventListener("click", buy);
   call("GET", "/api/session");  // sets the csrftoken cookie

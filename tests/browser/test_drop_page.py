@@ -7,7 +7,7 @@ import time
 import pytest
 
 from inventory import services as inventory_services
-from payments.redis_keys import authorized_key
+from inventory.models import Order, OrderStatus
 from tests.factories import DropFactory, UserFactory
 from waitingroom import selectors, services
 
@@ -21,7 +21,9 @@ def _ticker(drop, stop):
         stop.wait(0.5)
 
 
-def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browser, settings, redis):
+def test_shopper_holds_card_joins_watches_position_fall_is_admitted_and_buys(
+    asgi_server, browser, settings, redis, stripe_settings
+):
     settings.POW_COST = 300
     selectors.drop_cache_clear()
     # The test browser is an automated, headless Chromium: exactly what bot mitigation flags. This test
@@ -31,8 +33,7 @@ def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browse
     services.queue_start(drop=drop)
     for shopper_id in range(900_001, 900_007):  # six shoppers are already ahead
         services.ticket_issue(drop=drop, shopper_id=shopper_id, require_authorization=False)
-    shopper = UserFactory(username="ann")
-    redis.hset(authorized_key(drop.pk), shopper.pk, "fp-ann")  # what a successful card pre-authorization records
+    UserFactory(username="ann")
 
     page = browser.new_page()
     sockets = []
@@ -42,6 +43,10 @@ def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browse
     page.fill("input[name=password]", "correct horse battery")
     page.click("button[type=submit]")
     page.wait_for_url(f"{asgi_server}/drops/air/")
+    assert page.is_disabled("#join")  # no queue without a card hold
+    page.select_option("#card", "pm_card_visa")
+    page.click("#hold")
+    page.wait_for_selector("text=Held on visa ending 4242")
     page.click("#join")
     page.wait_for_selector("text=You are number 7 in line")
 
@@ -62,6 +67,8 @@ def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browse
         assert page.inner_text("#status").startswith("You're in!")
         assert page.is_visible("#buy")
         assert page.inner_text("#checkout-left").endswith("left to buy")
+        page.click("#buy")
+        page.wait_for_selector("text=Bought!")
     finally:
         stop.set()
         ticker.join()
@@ -70,4 +77,6 @@ def test_shopper_joins_watches_position_fall_and_is_admitted(asgi_server, browse
     assert len(positions) >= 3  # it fell step by step, as the ticks came in
     assert sockets == [f"{asgi_server.replace('http', 'ws')}/ws/drops/air/"]
     assert page.get_attribute("#status", "aria-live") == "polite"
-    page.screenshot(path="var/browser-admitted.png")
+    page.screenshot(path="var/browser-bought.png")
+    order = Order.objects.get(drop=drop)
+    assert (order.status, order.shopper.username, order.quantity) == (OrderStatus.PAID, "ann", 1)
