@@ -265,7 +265,9 @@ def run(args: argparse.Namespace, tmp: str, procs: list[subprocess.Popen]) -> st
     from payments.redis_keys import authorized_key
 
     for start in range(0, total, 5000):
-        raw.sadd(authorized_key(drop.pk), *shopper_ids[start : start + 5000])
+        # What a successful card hold records: shopper id -> card fingerprint (one card each).
+        batch = shopper_ids[start : start + 5000]
+        raw.hset(authorized_key(drop.pk), mapping={shopper: f"bench-card-{shopper}" for shopper in batch})
     payloads = pow_payloads(drop.pk, shopper_ids)
     requests = []
     for i, (session_key, payload) in enumerate(zip(session_keys, payloads, strict=True)):

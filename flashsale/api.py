@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY
-from django.http import HttpRequest, JsonResponse
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 16 * 1024
 
@@ -107,3 +112,28 @@ def shopper_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRes
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+class InfrastructureErrorMiddleware:
+    """Answer a Redis or database outage on the API with ``503 service_unavailable``, never a 500.
+
+    Nothing was changed by such a request that the services do not undo (the inventory's database
+    guard and Lua scripts are each atomic), so the client may retry after a moment.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api/") or not isinstance(exception, RedisError | DatabaseError):
+            return None
+        logger.error("%s on %s %s: %s", type(exception).__name__, request.method, request.path, exception)
+        return error_response(
+            503,
+            "service_unavailable",
+            "The service is briefly unavailable; try again in a moment.",
+            headers={"Retry-After": "2"},
+        )

@@ -35,3 +35,18 @@ def test_migrations_are_complete():
     from django.core.management import call_command
 
     call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
+
+
+def test_a_redis_outage_on_the_api_is_a_503_not_a_500(client, make_drop):
+    make_drop(slug="air")
+    dead = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+    with override_settings(CACHES=dead, SESSION_ENGINE="django.contrib.sessions.backends.db"):
+        response = client.get("/api/drops")
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "service_unavailable")
+    assert response["Retry-After"] == "2"
