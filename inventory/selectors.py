@@ -104,3 +104,12 @@ def drop_get_any(*, slug: str) -> Drop | None:
 def stock_agrees(stock: StockSnapshot) -> bool:
     """Tell whether Redis's free and held units equal the database's unsold and pending units."""
     return stock.redis == stock.database and stock.held == stock.pending
+
+
+def buyers_get(*, drop: Drop) -> set[int]:
+    """Shoppers with a pending or paid order for the drop."""
+    return set(
+        Order.objects.filter(drop_id=drop.pk, status__in=[OrderStatus.PENDING, OrderStatus.PAID]).values_list(
+            "shopper_id", flat=True
+        )
+    )

@@ -26,6 +26,8 @@ class QueueKeys:
     blocked: str  # hash reason -> joins refused for it
     flagged: str  # hash reason -> entries parked for it
     cards: str  # hash card fingerprint -> accounts queued with that card
+    journal: str  # list of "shopper:ticket" entries not yet saved to the database
+    persist_lock: str  # held while one process saves the journal
 
 
 def queue_keys(drop_id: int) -> QueueKeys:
@@ -46,6 +48,8 @@ def queue_keys(drop_id: int) -> QueueKeys:
         blocked=f"{tag}:bots:blocked",
         flagged=f"{tag}:bots:flagged",
         cards=f"{tag}:q:cards",
+        journal=f"{tag}:q:journal",
+        persist_lock=f"{tag}:q:persist_lock",
     )
 
 

@@ -78,7 +78,7 @@ def join_call(
     keys = [
         q.entries, q.tickets, q.prequeue, q.started, q.last_ticket, q.serving, authorized_key(drop.pk), inv.stock,
         inv.holds, f"{q.pow_spent}{pow_marker}" if pow_marker else "", f"{q.device}{device}" if device else "",
-        q.parked, q.blocked, q.flagged, q.cards,
+        q.parked, q.blocked, q.flagged, q.cards, q.journal,
     ]  # fmt: skip
     args = [
         shopper_id, 1 if require_authorization else 0, pow_ttl, drop.max_accounts_per_device,
@@ -213,7 +213,7 @@ def parked_release(*, drop: Drop, shopper_id: int) -> ReleaseResult:
     """Let a parked shopper into the real queue, at its end (a merchandiser's decision)."""
     q = queue_keys(drop.pk)
     code, _ticket = lua_script("release")(
-        keys=[q.entries, q.parked, q.started, q.last_ticket, q.tickets, q.prequeue],
+        keys=[q.entries, q.parked, q.started, q.last_ticket, q.tickets, q.prequeue, q.journal],
         args=[shopper_id],
         client=redis_client(),
     )
@@ -234,7 +234,9 @@ def queue_start(*, drop: Drop) -> StartResult:
         waiting = client.lrange(q.prequeue, 0, -1)
         secrets.SystemRandom().shuffle(waiting)
         code, count = lua_script("start")(
-            keys=[q.entries, q.tickets, q.prequeue, q.started, q.last_ticket], args=waiting, client=client
+            keys=[q.entries, q.tickets, q.prequeue, q.started, q.last_ticket, q.journal],
+            args=waiting,
+            client=client,
         )
         result = StartResult(code)
         if result is not StartResult.CHANGED:

@@ -4,7 +4,7 @@ from celery import shared_task
 
 from inventory.models import Drop
 
-from . import services
+from . import persistence, services
 
 
 @shared_task(ignore_result=True, soft_time_limit=5, time_limit=10)
@@ -29,3 +29,9 @@ def admission_expired_release(drop_id: int, shopper_id: int) -> None:
 
     if Drop.objects.filter(pk=drop_id).exists():
         payment_services.authorization_cancel_for_shopper(drop_id=drop_id, shopper_id=shopper_id)
+
+
+@shared_task(ignore_result=True, soft_time_limit=20, time_limit=30)
+def queue_save_all() -> dict[str, int]:
+    """Save queue entries in batches and rebuild drops whose Redis keys were lost (beat, every second)."""
+    return persistence.queue_save_all()

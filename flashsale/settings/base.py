@@ -121,6 +121,7 @@ CELERY_TASK_TIME_LIMIT = 60
 CELERY_BEAT_SCHEDULE = {
     "inventory-sweep-holds": {"task": "inventory.tasks.holds_sweep_all", "schedule": 5.0},
     "waitingroom-tick": {"task": "waitingroom.tasks.queue_tick_all", "schedule": 1.0},
+    "waitingroom-save": {"task": "waitingroom.tasks.queue_save_all", "schedule": 1.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -5,6 +5,7 @@
 -- KEYS[11] accounts seen on this device ('' when no device is known)
 -- KEYS[12] parked (hash shopper -> reasons)  KEYS[13] blocked counts by reason  KEYS[14] flagged counts by reason
 -- KEYS[15] entries per card (hash card fingerprint -> accounts queued with it)
+-- KEYS[16] journal (list of "shopper:ticket" not yet saved to the database)
 -- ARGV[1] shopper id  ARGV[2] 1 when a card authorization is required  ARGV[3] seconds the marker lives
 -- ARGV[4] accounts allowed per device  ARGV[5] 1 to park the entry (never admitted)
 -- ARGV[6] the reasons, comma-separated, counted when the entry is parked  ARGV[7] accounts allowed per card
@@ -43,6 +44,7 @@ if card and card ~= '' then
 end
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], -1)
+  redis.call('RPUSH', KEYS[16], ARGV[1] .. ':-1')
   redis.call('HSET', KEYS[12], ARGV[1], ARGV[6])
   for reason in string.gmatch(ARGV[6], '[^,]+') do
     redis.call('HINCRBY', KEYS[14], reason, 1)
@@ -53,8 +55,10 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   local ticket = redis.call('INCR', KEYS[5])
   redis.call('HSET', KEYS[1], ARGV[1], ticket)
   redis.call('HSET', KEYS[2], ticket, ARGV[1])
+  redis.call('RPUSH', KEYS[16], ARGV[1] .. ':' .. ticket)
   return {1, ticket, serving, redis.call('HLEN', KEYS[1])}
 end
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], 0)
+redis.call('RPUSH', KEYS[16], ARGV[1] .. ':0')
 return {2, 0, serving, redis.call('HLEN', KEYS[1])}
