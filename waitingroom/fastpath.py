@@ -7,8 +7,9 @@ plan (``waitingroom.services.join_plan``), the same Lua scripts. What it leaves 
 cost: no middleware stack, no thread hop, no database, and every Redis call on an asyncio
 client: the session read, one rate-limit call, and the join (or entry) script.
 
-Anything unusual goes to Django unchanged: a session that is not in the cache, a drop not
-in this process's cache, reCAPTCHA configured, an oversized body.
+Anything unusual goes to Django unchanged: a session that is not in the cache, reCAPTCHA
+configured, an oversized body. The drop comes from this process's cache (read at most once a
+second).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from functools import cache
 from http.cookies import SimpleCookie
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.cached_db import KEY_PREFIX as SESSION_CACHE_PREFIX
@@ -82,7 +84,8 @@ class QueueFastPath:
         cookies = _cookies(headers.get("cookie", ""))
         fresh, drop = selectors.drop_cached_peek(slug=slug)
         if not fresh:
-            raise FallThrough  # Django reads the drop and refreshes this process's cache
+            # At most once a second per process and drop: read it in a thread, as Django would.
+            drop = await sync_to_async(selectors.drop_cached_get)(slug=slug)
         session = await _session(cookies.get(settings.SESSION_COOKIE_NAME, ""))
         request = _request(scope, headers, cookies)
         if scope["method"] == "POST":
