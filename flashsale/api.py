@@ -50,7 +50,7 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nesting too deep
         raise invalid("The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise invalid("The body must be a JSON object.")
@@ -66,6 +66,9 @@ def field(data: dict[str, Any], name: str, kind: type, *, required: bool = True,
     value = data[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise invalid(f"The field '{name}' must be of type {kind.__name__}.")
+    if kind is str and "\x00" in value:
+        # PostgreSQL refuses NUL in text (a DataError, which would answer 503); no field needs one.
+        raise invalid(f"The field '{name}' must not contain NUL characters.")
     return value
 
 
