@@ -65,9 +65,9 @@ class QueueFastPath:
         if match is None or scope["method"] not in ("GET", "POST") or not settings.WAITINGROOM_FAST_PATH:
             await self.app(scope, receive, send)
             return
-        body, more = await _read_body(receive)
+        body, larger, more = await _read_body(receive)
         try:
-            if more:
+            if larger:
                 raise FallThrough
             status, payload, headers = await self.handle(scope, body, match["slug"])
         except FallThrough:
@@ -146,20 +146,25 @@ def _queue_view_marker(request):  # CsrfViewMiddleware looks at the view only fo
     return None
 
 
-async def _read_body(receive) -> tuple[bytes, bool]:
-    """Read the body up to the API's limit; True as the second value when it is larger."""
+async def _read_body(receive) -> tuple[bytes, bool, bool]:
+    """Read the body up to the API's limit: (what was read, whether it is larger, whether more is to come).
+
+    "More to come" must be exact: Django waits for a body that was promised, so an oversized body
+    that arrived whole must not be handed on as unfinished (the request would hang).
+    """
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), False
+            return b"".join(chunks), False, False
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
+        more = bool(message.get("more_body", False))
         if size > MAX_JSON_BYTES:
-            return b"".join(chunks), message.get("more_body", False) or True
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
+            return b"".join(chunks), True, more
+        if not more:
+            return b"".join(chunks), False, False
 
 
 def _replay(body: bytes, receive, more: bool):
@@ -235,7 +240,7 @@ def _json(body: bytes) -> dict:
         return {}
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nesting too deep
         raise invalid("The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise invalid("The body must be a JSON object.")
