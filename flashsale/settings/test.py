@@ -9,7 +9,8 @@ from .base import DATABASES, VAR_DIR, env
 # prefix per pytest-xdist worker so parallel workers never share a key.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
 REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
-FLASHSALE_REDIS_PREFIX = f"fstest:{_worker}"
+# A process a test starts (a Celery worker, a web server) is handed the test's own prefix.
+FLASHSALE_REDIS_PREFIX = env("FLASHSALE_TEST_PREFIX", default=f"fstest:{_worker}")
 
 CACHES = {
     "default": {
