@@ -13,13 +13,12 @@ from celery import shared_task
 from redis.exceptions import LockError
 
 from flashsale.redis import redis_client
-from inventory.models import Drop, Order, OrderStatus
+from inventory.models import Drop
 
 from . import services
 from .errors import PaymentsBusy
-from .models import Authorization
 from .redis_keys import cancel_chain_lock_key
-from .stripe_client import STRIPE_NETWORK_ERRORS, stripe_client, stripe_tokens_take, to_minor_units
+from .stripe_client import STRIPE_NETWORK_ERRORS, stripe_tokens_take
 
 logger = logging.getLogger(__name__)
 
@@ -87,31 +86,8 @@ def authorizations_cancel_due() -> dict[str, int]:
 
 @shared_task(bind=True, **STRIPE_TASK)
 def authorization_reconcile(self, authorization_id: int, order_id: int) -> str:
-    """After a capture that did not answer (or came too late): refund money taken for an unpaid order.
-
-    Reads the PaymentIntent: captured while the order is not paid means a refund of what was
-    captured (key ``refund:stray:{order}``); still capturable means a cancel.
-    """
-    authorization = Authorization.objects.get(pk=authorization_id)
-    order = Order.objects.get(pk=order_id)
+    """After a capture that did not answer (or came too late): make sure no money is kept for an unpaid order."""
     try:
-        stripe_tokens_take(background=True)
-        intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
-        if intent.status == "succeeded" and order.status != OrderStatus.PAID:
-            stripe_tokens_take(background=True)
-            stripe_client().v1.refunds.create(
-                params={
-                    "payment_intent": authorization.payment_intent_id,
-                    "amount": to_minor_units(order.amount, order.currency),
-                },
-                options={"idempotency_key": f"refund:stray:{order.pk}"},
-            )
-            logger.warning("refunded payment intent %s captured for failed order %s", intent.id, order.pk)
-            return "refunded"
-        if intent.status == "requires_capture":
-            stripe_tokens_take(background=True)
-            services.authorization_cancel(authorization_id=authorization_id)
-            return "canceled"
+        return services.authorization_reconcile_after_capture(authorization_id=authorization_id, order_id=order_id)
     except PaymentsBusy as busy:
         raise self.retry(countdown=busy.wait_ms / 1000, max_retries=None) from None
-    return intent.status

@@ -16,12 +16,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from inventory.models import Drop, DropState
+from inventory.models import Drop, DropState, Order, OrderStatus
 from inventory.selectors import drop_state_get, stock_get
 
 from ..errors import PaymentsBusy
 from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
-from ..stripe_client import stripe_client, stripe_tokens_take
+from ..stripe_client import stripe_client, stripe_tokens_take, to_minor_units
 from .authorizations import authorization_sync, authorization_transition
 
 logger = logging.getLogger(__name__)
@@ -140,3 +140,46 @@ def authorization_cancel_for_shopper(*, drop_id: int, shopper_id: int) -> bool:
         return False
     transaction.on_commit(lambda: tasks.authorization_cancel.delay(authorization_id, ABANDONED))
     return True
+
+
+def authorization_reconcile_after_capture(*, authorization_id: int, order_id: int) -> str:
+    """Settle a hold whose capture did not answer, for an order that failed: never keep the money.
+
+    Still capturable: cancel it at Stripe now (key ``cancel:{id}``), whatever our own record says
+    (the timeout already marked it failed), so a capture still on its way finds nothing to take.
+    Captured after all: refund what was captured (key ``refund:stray:{order}``). Returns what it did.
+    """
+    authorization = Authorization.objects.get(pk=authorization_id)
+    order = Order.objects.get(pk=order_id)
+    if order.status == OrderStatus.PAID:
+        return "paid"
+    stripe_tokens_take(background=True)
+    intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
+    if intent.status == "requires_capture":
+        params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": ABANDONED}
+        stripe_tokens_take(background=True)
+        try:
+            intent = stripe_client().v1.payment_intents.cancel(
+                authorization.payment_intent_id,
+                params=params,
+                options={"idempotency_key": f"cancel:{authorization.pk}"},
+            )
+        except stripe.InvalidRequestError:
+            stripe_tokens_take(background=True)  # the late capture won the race: read it, then refund below
+            intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
+        if intent.status == "canceled":
+            authorization_transition(
+                authorization=authorization, to=AuthorizationStatus.CANCELED,
+                frm=(*OPEN_STATUSES, AuthorizationStatus.FAILED), cancellation_reason=ABANDONED,
+            )  # fmt: skip
+            return "canceled"
+    if intent.status == "succeeded":
+        stripe_tokens_take(background=True)
+        stripe_client().v1.refunds.create(
+            params={"payment_intent": authorization.payment_intent_id,
+                    "amount": to_minor_units(order.amount, order.currency)},
+            options={"idempotency_key": f"refund:stray:{order.pk}"},
+        )  # fmt: skip
+        logger.warning("refunded payment intent %s captured for failed order %s", intent.id, order.pk)
+        return "refunded"
+    return intent.status

@@ -92,6 +92,7 @@ class StripeProxy:
         self.port = free_port()
         self.mode = "up"
         self.delay = 0.0
+        self.slow_paths = ("",)  # in "slow" mode, only requests whose path contains one of these wait
         self.keys: list[tuple[str, str, str]] = []  # (method, path, Idempotency-Key)
         self.server: ThreadingHTTPServer | None = None
         self.start()
@@ -110,7 +111,7 @@ class StripeProxy:
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.keys.append((self.command, self.path, self.headers.get("Idempotency-Key", "")))
-                if proxy.mode == "slow":
+                if proxy.mode == "slow" and any(part in self.path for part in proxy.slow_paths):
                     time.sleep(proxy.delay)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 upstream = requests.request(self.command, proxy.upstream + self.path, data=body, headers=headers,
