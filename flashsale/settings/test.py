@@ -17,7 +17,12 @@ CACHES = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": FLASHSALE_REDIS_PREFIX,
-        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient", "SOCKET_TIMEOUT": 5},
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_TIMEOUT": 5,
+            "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+            "CONNECTION_POOL_KWARGS": {"max_connections": 200, "timeout": 5},
+        },
     }
 }
 CHANNEL_LAYERS = {
@@ -33,8 +38,12 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{FLASHSALE_REDIS_PREFIX}:celery:"}
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file, not :memory:, so that the many-process tests share one database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}.sqlite3")}
+    # A file, not :memory:, so that the many-process tests share one database; one per run (the pid),
+    # so two people's runs in one tree never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_worker}-{os.getpid()}.sqlite3")}
+else:
+    # The suite forks processes, and a pool's connections must not be shared across a fork.
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 
 # Never serve a stale collectstatic copy in tests: static files come from static/ itself.
 STATIC_ROOT = VAR_DIR / "test-staticfiles-unused"

@@ -201,3 +201,12 @@ def test_join_and_position_touch_no_database(client, signed_in, live, redis, dja
     with django_assert_num_queries(0):
         assert post(client, "/api/drops/air/queue", body).status_code == 201
         assert client.get("/api/drops/air/queue").status_code == 200
+
+
+def test_a_sold_out_drop_says_sold_out_even_to_a_shopper_whose_hold_was_released(client, signed_in, live, redis):
+    claim = inventory_services.unit_claim(drop=live, shopper_id=UserFactory().pk, quantity=1)
+    inventory_services.unit_commit(claim=claim)
+    for _ in range(live.quantity - 1):
+        inventory_services.unit_commit(claim=inventory_services.unit_claim(drop=live, shopper_id=UserFactory().pk))
+    response = post(client, "/api/drops/air/queue", join_body(client))  # no hold: it was canceled at the sell-out
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "sold_out")

@@ -16,13 +16,13 @@ local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
   return {3, tonumber(existing), serving, redis.call('HLEN', KEYS[1])}
 end
-local card = redis.call('HGET', KEYS[7], ARGV[1])
-if ARGV[2] == '1' and not card then
-  return {4, 0, serving, redis.call('HLEN', KEYS[1])}
-end
 local stock = redis.call('GET', KEYS[8])
 if stock and tonumber(stock) <= 0 and redis.call('HLEN', KEYS[9]) == 0 then
   return {5, 0, serving, redis.call('HLEN', KEYS[1])}
+end
+local card = redis.call('HGET', KEYS[7], ARGV[1])
+if ARGV[2] == '1' and not card then
+  return {4, 0, serving, redis.call('HLEN', KEYS[1])}
 end
 if KEYS[11] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 0
     and redis.call('SCARD', KEYS[11]) >= tonumber(ARGV[4]) then
