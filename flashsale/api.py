@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
@@ -44,7 +45,11 @@ def invalid(message: str) -> ApiError:
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
     """Return the request's JSON object; an empty body counts as ``{}``."""
-    if len(request.body) > MAX_JSON_BYTES:
+    try:
+        body = request.body
+    except RequestDataTooBig:  # over Django's DATA_UPLOAD_MAX_MEMORY_SIZE: not even read
+        raise ApiError(413, "request_too_large", "The request body is too large.") from None
+    if len(body) > MAX_JSON_BYTES:
         raise ApiError(413, "request_too_large", "The request body is too large.")
     if not request.body.strip():
         return {}
@@ -117,18 +122,42 @@ def shopper_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRes
     return wrapper
 
 
-class InfrastructureErrorMiddleware:
-    """Answer a Redis or database outage on the API with ``503 service_unavailable``, never a 500.
+GENERIC_ERRORS = {
+    400: ("invalid_request", "The request is not valid."),
+    403: ("forbidden", "This is not allowed."),
+    404: ("not_found", "There is nothing here."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("request_too_large", "The request body is too large."),
+}
 
-    Nothing was changed by such a request that the services do not undo (the inventory's database
-    guard and Lua scripts are each atomic), so the client may retry after a moment.
+
+class ApiErrorMiddleware:
+    """Keep the API's error shape everywhere under /api/.
+
+    Django answers some errors before or around our views (an unmatched route, a method the
+    view does not take, a body it cannot parse) with HTML or an empty body; those become the
+    API's JSON error. A Redis or database outage becomes ``503 service_unavailable``, never a
+    500: the inventory's database guard and Lua scripts are each atomic, so nothing was left
+    half-done and the client may retry after a moment.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code in GENERIC_ERRORS
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            code, message = GENERIC_ERRORS[response.status_code]
+            replacement = error_response(response.status_code, code, message)
+            for header in ("Allow", "Retry-After"):
+                if header in response:
+                    replacement[header] = response[header]
+            return replacement
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith("/api/") or not isinstance(exception, RedisError | DatabaseError):

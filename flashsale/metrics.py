@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -104,6 +105,7 @@ def _allowed(request: HttpRequest) -> bool:
     return any(address in ipaddress.ip_network(net) for net in settings.METRICS_ALLOWED_NETWORKS)
 
 
+@require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Serve the Prometheus text format to addresses in ``METRICS_ALLOWED_NETWORKS``."""
     if not _allowed(request):

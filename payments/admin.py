@@ -28,9 +28,11 @@ class AuthorizationAdmin(ReadOnlyAdmin):
     # The client secret is never stored, so it cannot show here.
     list_display = ["pk", "drop", "shopper", "status", "amount", "currency", "card_brand", "card_last4", "created_at"]
     list_filter = ["status", "drop"]
-    search_fields = ["shopper__username", "payment_intent_id", "card_fingerprint"]
+    search_fields = ["shopper__username", "payment_intent_id"]
     list_select_related = ["drop", "shopper"]
-    readonly_fields = [f.name for f in Authorization._meta.fields]
+    # The card's fingerprint identifies the card across merchants' accounts: it stays out of sight.
+    exclude = ["card_fingerprint"]
+    readonly_fields = [f.name for f in Authorization._meta.fields if f.name != "card_fingerprint"]
     actions = ["cancel_holds"]
 
     @admin.action(description="Cancel the selected card holds at Stripe (in the background)", permissions=["cancel"])

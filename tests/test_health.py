@@ -50,3 +50,29 @@ def test_a_redis_outage_on_the_api_is_a_503_not_a_500(client, make_drop):
         response = client.get("/api/drops")
     assert (response.status_code, response.json()["error"]["code"]) == (503, "service_unavailable")
     assert response["Retry-After"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("get", "/api/nothing-here", 404, "not_found"),
+        ("get", "/api/drops/%C2%84", 404, "not_found"),
+        ("put", "/api/drops", 405, "method_not_allowed"),
+        ("delete", "/api/orders", 405, "method_not_allowed"),
+    ],
+)
+def test_django_answers_under_api_keep_the_json_error_shape(client, method, path, status, code):
+    response = getattr(client, method)(path)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+
+
+def test_multipart_without_a_boundary_is_a_json_400(client, shopper, make_drop):
+    make_drop(slug="air")
+    client.force_login(shopper)
+    response = client.post("/api/drops/air/queue", b"--x", content_type="multipart/form-data")
+    assert response.status_code in (400, 403)
+    assert response["Content-Type"] == "application/json"
+
+
+def test_metrics_answer_get_only(client):
+    assert client.post("/metrics").status_code == 405

@@ -47,5 +47,5 @@ class DropConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The socket only speaks; a client that sends large or binary frames is closed.
-        if bytes_data is not None or (text_data is not None and len(text_data) > MAX_FRAME_BYTES):
+        if bytes_data is not None or (text_data is not None and len(text_data.encode()) > MAX_FRAME_BYTES):
             await self.close(code=1009)

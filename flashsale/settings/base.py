@@ -32,6 +32,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "flashsale.metrics.RequestMetricsMiddleware",
+    "flashsale.api.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -40,7 +41,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "flashsale.api.InfrastructureErrorMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale.urls"
@@ -177,6 +177,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # Stripe's SDK logs whole response bodies (client secrets included) at DEBUG: never let it.
+    "loggers": {"stripe": {"level": "INFO"}},
 }
 CSRF_FAILURE_VIEW = "flashsale.views.csrf_failure"
 

@@ -56,4 +56,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {"stripe": {"level": "INFO"}},  # as in base: never Stripe's DEBUG response bodies
 }

@@ -61,11 +61,6 @@ def test_at_the_production_log_level_nothing_secret_is_logged(payments, make_dro
         assert secret not in text, secret
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with LOG_LEVEL=DEBUG the 'stripe' logger writes every API response body, client_secret included "
-    "(LOGGING in flashsale/settings/base.py should pin the 'stripe' logger to INFO); reported",
-)
 def test_even_at_debug_nothing_secret_is_logged(payments, make_drop, caplog):
     text, forbidden = _run_and_collect(payments, make_drop, caplog, logging.DEBUG)
     for secret in forbidden:

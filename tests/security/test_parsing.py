@@ -236,11 +236,6 @@ def test_a_body_just_over_16_kib_is_413_json_everywhere(shopper_client, drop, pa
     assert response.json()["error"]["code"] == "request_too_large"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) Django raises RequestDataTooBig before json_body, "
-    "and its default handler400 answers an HTML 400 (reported)",
-)
 def test_a_body_of_megabytes_is_413_json(shopper_client, drop):
     body = b'{"pad": "' + b"x" * 3_000_000 + b'"}'
     response = shopper_client.post(f"/api/drops/{drop.slug}/purchase", body, content_type="application/json")

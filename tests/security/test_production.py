@@ -217,11 +217,6 @@ def test_payment_operators_see_holds_without_client_secrets(holds):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: AuthorizationAdmin.readonly_fields lists every field, so the change page shows card_fingerprint "
-    "to payment operators (and search_fields lets them search by it); reported",
-)
 def test_payment_operators_are_not_shown_card_fingerprints(holds):
     drop, _client_secret = holds
     operator = _staff("Merchandisers", "Payment operators")
