@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
@@ -160,7 +160,12 @@ class ApiErrorMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not request.path.startswith("/api/") or not isinstance(exception, RedisError | DatabaseError):
+        if not request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, ObjectDoesNotExist):  # e.g. a drop deleted while a process still cached it
+            code, message = GENERIC_ERRORS[404]
+            return error_response(404, code, message)
+        if not isinstance(exception, RedisError | DatabaseError):
             return None
         logger.error("%s on %s %s: %s", type(exception).__name__, request.method, request.path, exception)
         return error_response(

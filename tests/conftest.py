@@ -38,6 +38,16 @@ def client():
     return Client(HTTP_USER_AGENT=BROWSER_USER_AGENT)
 
 
+@pytest.fixture(autouse=True)
+def fresh_drop_cache():
+    """Each test starts with an empty per-process drop cache (ids are reused between tests)."""
+    from waitingroom.selectors import drop_cache_clear
+
+    drop_cache_clear()
+    yield
+    drop_cache_clear()
+
+
 @pytest.fixture
 def redis():
     return redis_client()

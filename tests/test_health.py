@@ -76,3 +76,16 @@ def test_multipart_without_a_boundary_is_a_json_400(client, shopper, make_drop):
 
 def test_metrics_answer_get_only(client):
     assert client.post("/metrics").status_code == 405
+
+
+def test_a_drop_deleted_while_still_cached_is_a_404(client, make_drop):
+    from inventory.models import Drop
+    from waitingroom.selectors import drop_cached_get
+
+    drop = make_drop(slug="gone")
+    drop_cached_get(slug="gone")
+    Drop.objects.filter(pk=drop.pk).update(slug="renamed")  # as good as gone for this slug, yet cached
+    drop.orders.all().delete()
+    Drop.objects.filter(pk=drop.pk).delete()
+    response = client.get("/api/drops/gone")
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
