@@ -1,0 +1,89 @@
+"""A Celery worker killed in the middle of the admission ticks: nothing is admitted twice, and the work
+goes on at the drop's rate once a worker runs again. Real worker and beat processes, real broker."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from inventory import services as inventory_services
+from tests.factories import DropFactory
+from waitingroom import selectors, services
+from waitingroom.redis_keys import queue_keys
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def start_celery(tmp_path, redis_prefix, *, name: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "flashsale.settings.test",
+        "DATABASE_URL": database_url(),
+        "TEST_REDIS_URL": settings.REDIS_URL,
+        "FLASHSALE_TEST_PREFIX": redis_prefix,
+    }
+    command = [sys.executable, "-m", "celery", "-A", "flashsale", "worker", "--beat", "--pool", "solo",
+               "--schedule", str(tmp_path / f"beat-{name}"), "--loglevel", "WARNING", "-n", f"{name}@%h"]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(tmp_path / f"{name}.log", "wb"),
+                            stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def served(drop) -> int:
+    return selectors.queue_stats_get(drop_id=drop.pk).serving
+
+
+def wait_until(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_killed_worker_admits_nobody_twice_and_the_work_goes_on(tmp_path, redis_prefix, redis):
+    drop = DropFactory(quantity=10_000, admission_rate=200, checkout_window=600)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    for shopper in range(1, 3001):
+        services.ticket_issue(drop=drop, shopper_id=shopper, require_authorization=False)
+
+    worker = start_celery(tmp_path, redis_prefix, name="first")
+    try:
+        assert wait_until(lambda: served(drop) >= 100, 30), (tmp_path / "first.log").read_text()
+        worker.send_signal(signal.SIGKILL)  # mid-run: ticks were being sent every second
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    at_kill = served(drop)
+    time.sleep(1.5)  # nobody ticks while no worker runs
+    assert served(drop) == at_kill
+
+    worker = start_celery(tmp_path, redis_prefix, name="second")
+    try:
+        assert wait_until(lambda: served(drop) >= at_kill + 300, 30), (tmp_path / "second.log").read_text()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+    keys = queue_keys(drop.pk)
+    admitted = redis.zrange(keys.admitted, 0, -1)
+    final = served(drop)
+    assert len(admitted) == len(set(admitted)) == final  # every ticket up to serving admitted exactly once
+    assert {int(s) for s in admitted} == set(range(1, final + 1))
