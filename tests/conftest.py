@@ -1,5 +1,7 @@
 """Fixtures shared by the whole suite: a private Redis key prefix per test, factories, drops."""
 
+import contextlib
+import socket
 import uuid
 
 import pytest
@@ -56,6 +58,17 @@ def redis():
 @pytest.fixture
 def shopper(db):
     return UserFactory()
+
+
+@pytest.fixture
+def merchandiser(client):
+    """A staff account in the Merchandisers group, signed in on ``client``."""
+    from django.contrib.auth.models import Group
+
+    user = UserFactory(username="merch", is_staff=True)
+    user.groups.add(Group.objects.get(name="Merchandisers"))
+    client.force_login(user)
+    return user
 
 
 @pytest.fixture
@@ -125,3 +138,36 @@ def stripe_settings(settings, localstripe):
     settings.STRIPE_RATE_BURST = 1_000
     settings.STRIPE_WEBHOOK_SECRET = "whsec_test_secret"
     return settings
+
+
+@contextlib.contextmanager
+def serving_asgi():
+    """Serve the project's ASGI application (HTTP, the fast path, websockets) with uvicorn in a thread.
+
+    Yields the base URL. Tests that use it need ``transactional_db``: the server's threads only see
+    committed rows.
+    """
+    import threading
+    import time
+
+    import uvicorn
+
+    from flashsale.asgi import application
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the ASGI server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -2,15 +2,11 @@
 
 import io
 import json
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from django.core.management import call_command
-from django.db import connections
 
+from tests.conftest import serving_asgi
 from waitingroom import selectors
 
 pytestmark = pytest.mark.slow
@@ -18,41 +14,17 @@ pytestmark = pytest.mark.slow
 SHOPPERS, UNITS = 300, 20
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def live_server_url(transactional_db, stripe_settings, monkeypatch):
+def live_server_url(transactional_db, stripe_settings):
     """Serve the project's ASGI application (HTTP and websockets) on a free port, Stripe at localstripe."""
-    from flashsale.asgi import application
-
-    # Django runs each ASGI request in a thread of its own, so a persistent connection (CONN_MAX_AGE,
-    # 60 s on PostgreSQL in base.py) is left open by every request's thread: hundreds of requests
-    # exhaust PostgreSQL's 100 connections. Close each request's connection when it finishes.
-    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
-
     settings = stripe_settings
     settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
     # Every simulated shopper comes from this one address, and their proofs-of-work are solved here.
     settings.RATELIMIT_ENABLE = False
     settings.POW_COST = 50
     selectors.drop_cache_clear()
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the ASGI server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_asgi() as url:
+        yield url
 
 
 def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url):
@@ -64,8 +36,8 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
         "simulate_drop",
         *("--url", live_server_url, "--shoppers", str(SHOPPERS), "--units", str(UNITS)),
         *("--bots", "0.05", "--declined", "0.05", "--no-buy", "0.05", "--rate", "25", "--seed", "7"),
-        # Django runs each request's sync code in a thread of its own, and the test settings' Redis
-        # pool refuses a 101st connection (redis-py 8 raises instead of waiting): stay well below.
+        # Enough to make it a crowd; more only makes the two cores (server, Redis, localstripe, these
+        # shoppers) take turns.
         *("--concurrency", "40"),
         *("--sign-in", "password", "--tick-locally", "--timeout", "90", "--settle", "30"),
         *("--slug", "sim-test", "--prefix", "simtest", "--json", "--no-progress"),

@@ -1,12 +1,10 @@
 """A live ASGI server (uvicorn, in a thread of the test process) and headless Chromium."""
 
 import os
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
+
+from tests.conftest import serving_asgi
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -21,31 +19,12 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def asgi_server(transactional_db, settings):
     """Serve the project's ASGI application (HTTP and websockets) on a free port."""
-    from flashsale.asgi import application
-
     settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the ASGI server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_asgi() as url:
+        yield url
 
 
 @pytest.fixture

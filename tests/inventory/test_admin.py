@@ -14,14 +14,6 @@ from tests.factories import ProductFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def merchandiser(client):
-    user = UserFactory(username="merch", is_staff=True)
-    user.groups.add(Group.objects.get(name="Merchandisers"))
-    client.force_login(user)
-    return user
-
-
 def form_data(product, **overrides):
     now = timezone.now()
     data = {

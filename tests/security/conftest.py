@@ -1,23 +1,13 @@
 """Fixtures of the hostile-input and security tests: a live ASGI server, signed-in sessions, cheap proofs-of-work."""
 
-import socket
-import threading
-import time
 from datetime import timedelta
 
 import pytest
-import uvicorn
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.utils import timezone
 
+from tests.conftest import serving_asgi
 from tests.factories import UserFactory
-from waitingroom import selectors
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -27,29 +17,8 @@ def live_server_url():
     Each test that talks to it still takes ``transactional_db`` so that what it writes is committed
     and visible to the server's threads.
     """
-    from flashsale.asgi import application
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the ASGI server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def fresh_drop_cache():
-    """The per-process drop cache outlives a test's database; start every test without it."""
-    selectors.drop_cache_clear()
-    yield
-    selectors.drop_cache_clear()
+    with serving_asgi() as url:
+        yield url
 
 
 @pytest.fixture

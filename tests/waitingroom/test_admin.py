@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
@@ -13,14 +12,6 @@ from waitingroom import selectors, services
 from waitingroom.selectors import EntryStatus
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def merchandiser(client):
-    user = UserFactory(username="merch", is_staff=True)
-    user.groups.add(Group.objects.get(name="Merchandisers"))
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import json
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -14,14 +13,6 @@ from tests.factories import DropFactory, UserFactory
 from waitingroom import dashboard, services
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def merchandiser(client):
-    user = UserFactory(username="merch", is_staff=True)
-    user.groups.add(Group.objects.get(name="Merchandisers"))
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture
