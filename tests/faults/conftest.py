@@ -1,6 +1,7 @@
 """Fault injectors: a private Redis that can be killed and restarted empty, and a Stripe proxy that can
 go down or slow, in front of the session's localstripe (recording every Idempotency-Key it forwards)."""
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -151,3 +152,52 @@ def stripe_proxy(stripe_settings, localstripe):
     if proxy.mode != "gone":
         proxy.server.shutdown()
         proxy.server.server_close()
+
+
+class TcpProxy:
+    """A TCP forwarder that can be cut (listener and every open connection closed) and restored."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.sockets: set[socket.socket] = set()
+        self.listener: socket.socket | None = None
+        self.up()
+
+    def up(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def down(self) -> None:
+        self.listener.close()
+        for sock in list(self.sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+        self.sockets.clear()
+        wait_for_port(self.port, up=False)
