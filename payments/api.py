@@ -15,6 +15,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_http_methods
 
 from flashsale.api import ApiError, api_view, field, invalid, json_body, shopper_required
+from flashsale.metrics import PURCHASES
+from flashsale.ratelimits import rate_limited
 from inventory.errors import InventoryError
 from inventory.models import Drop
 from inventory.selectors import drop_get, orders_for_shopper
@@ -51,6 +53,7 @@ def _drop(slug: str) -> Drop:
 @require_http_methods(["GET", "POST"])
 @api_view
 @shopper_required
+@rate_limited("authorization")
 @domain_errors
 def authorization(request: HttpRequest, slug: str) -> JsonResponse:
     """POST: hold price x per-customer limit on the shopper's card; GET: the current hold."""
@@ -78,6 +81,7 @@ def authorization(request: HttpRequest, slug: str) -> JsonResponse:
 @require_http_methods(["POST"])
 @api_view
 @shopper_required
+@rate_limited("purchase")
 @domain_errors
 def purchase(request: HttpRequest, slug: str) -> JsonResponse:
     """Buy in one click with the card held for this drop."""
@@ -88,7 +92,12 @@ def purchase(request: HttpRequest, slug: str) -> JsonResponse:
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise invalid(f"The Idempotency-Key header must be at most {MAX_IDEMPOTENCY_KEY} characters.")
-    outcome = services.purchase_make(drop=drop, shopper=request.user, quantity=quantity, idempotency_key=key)
+    try:
+        outcome = services.purchase_make(drop=drop, shopper=request.user, quantity=quantity, idempotency_key=key)
+    except (PaymentError, InventoryError) as exc:
+        PURCHASES.labels(drop.slug, exc.code).inc()
+        raise
+    PURCHASES.labels(drop.slug, "paid" if outcome.created else "repeated").inc()
     return JsonResponse({"order": selectors.order_public(outcome.order)}, status=201 if outcome.created else 200)
 
 

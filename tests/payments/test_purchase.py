@@ -205,3 +205,19 @@ def test_orders_lists_the_shoppers_own_newest_first(admitted, make_drop, login):
         (drop_a.slug, "paid"),
     ]
     assert Client().get("/api/orders").status_code == 401
+
+
+def test_purchases_and_holds_are_rate_limited_per_shopper(admitted, settings):
+    settings.RATE_LIMITS = {
+        **settings.RATE_LIMITS,
+        "purchase": [("shopper", "2/m")],
+        "authorization": [("shopper", "1/m")],
+    }
+    drop, client = admitted(quantity=3)
+    assert buy(client, drop).status_code == 201
+    assert buy(client, drop).status_code == 200  # the same purchase again
+    limited = buy(client, drop)
+    assert (limited.status_code, limited.json()["error"]["code"]) == (429, "rate_limited")
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert authorize(client, drop).status_code == 429  # the fixture's hold used the one allowed
+    assert Order.objects.filter(drop=drop).count() == 1
