@@ -31,6 +31,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from redis.exceptions import NoScriptError, RedisError
 
 from flashsale.api import MAX_JSON_BYTES, ApiError, field, invalid
+from flashsale.logs import log_context, log_context_set
 from flashsale.metrics import JOINS
 from flashsale.net import client_ip
 from flashsale.redis import async_redis_client
@@ -69,7 +70,8 @@ class QueueFastPath:
         try:
             if larger:
                 raise FallThrough
-            status, payload, headers = await self.handle(scope, body, match["slug"])
+            with log_context(drop=match["slug"]):
+                status, payload, headers = await self.handle(scope, body, match["slug"])
         except FallThrough:
             await self.app(scope, _replay(body, receive, more), send)
             return
@@ -96,6 +98,7 @@ class QueueFastPath:
             shopper_id = int(session.get(SESSION_KEY))
         except (TypeError, ValueError):
             return _error(ApiError(401, "not_authenticated", "Sign in first."))
+        log_context_set(shopper=shopper_id)
         if drop is None:
             return _error(ApiError(404, "not_found", "There is no such drop."))
         group = "queue-join" if scope["method"] == "POST" else "queue-read"

@@ -16,6 +16,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from django.utils import timezone
 
+from flashsale.logs import log_context
 from flashsale.redis import redis_client
 from inventory.models import Drop, DropState
 from inventory.redis_keys import inventory_keys
@@ -295,7 +296,8 @@ def queue_tick_all(*, now_ms: int | None = None) -> dict[str, int]:
     now = timezone.now()
     ticked = {}
     for drop in Drop.objects.filter(starts_at__lte=now, is_draft=False).exclude(ends_at__lte=now):
-        ticked[drop.slug] = queue_admit_batch(drop=drop, now_ms=now_ms).serving
+        with log_context(drop=drop.slug):
+            ticked[drop.slug] = queue_admit_batch(drop=drop, now_ms=now_ms).serving
     return ticked
 
 

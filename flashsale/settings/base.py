@@ -39,6 +39,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "flashsale.logs.LogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -173,11 +174,22 @@ POW_COST = env.int("POW_COST", default=50_000)
 # How long a claimed unit is held for its buyer before the sweep puts it back.
 INVENTORY_HOLD_SECONDS = env.int("INVENTORY_HOLD_SECONDS", default=120)
 
+LOG_FORMAT = env("LOG_FORMAT", default="plain")  # "json": one JSON object per line
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "flashsale.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s drop=%(drop)s shopper=%(shopper)s %(message)s"},
+        "json": {"()": "flashsale.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # Stripe's SDK logs whole response bodies (client secrets included) at DEBUG: never let it.
     "loggers": {"stripe": {"level": "INFO"}},

@@ -54,7 +54,8 @@ DEBUG = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "flashsale.logs.ContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {"stripe": {"level": "INFO"}},  # as in base: never Stripe's DEBUG response bodies
 }
