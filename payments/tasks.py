@@ -10,6 +10,7 @@ import logging
 
 import stripe
 from celery import shared_task
+from django.conf import settings
 from redis.exceptions import LockError
 
 from flashsale.redis import redis_client
@@ -56,7 +57,10 @@ def drop_authorizations_release(self, drop_id: int) -> int:
     drop = Drop.objects.select_related("product").filter(pk=drop_id).first()
     if drop is None or not services.drop_holds_releasable(drop=drop):
         return 0
-    lock = redis_client().lock(cancel_chain_lock_key(drop_id), timeout=STRIPE_TASK["time_limit"], blocking=False)
+    # The lock outlives a run's time budget by a margin; if the worker dies mid-run, the chain can be
+    # started again (by the beat's next cancel_due) once it expires.
+    lock_seconds = settings.PAYMENTS_CANCEL_BATCH_SECONDS + 10
+    lock = redis_client().lock(cancel_chain_lock_key(drop_id), timeout=lock_seconds, blocking=False)
     if not lock.acquire():
         return 0  # another run of the chain is at work and continues itself
     try:

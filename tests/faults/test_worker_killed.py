@@ -29,16 +29,19 @@ def database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def start_celery(tmp_path, redis_prefix, *, name: str) -> subprocess.Popen:
+def start_celery(tmp_path, redis_prefix, *, name: str, extra_env=None, beat: bool = True) -> subprocess.Popen:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "flashsale.settings.test",
         "DATABASE_URL": database_url(),
         "TEST_REDIS_URL": settings.REDIS_URL,
         "FLASHSALE_TEST_PREFIX": redis_prefix,
+        **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "celery", "-A", "flashsale", "worker", "--beat", "--pool", "solo",
-               "--schedule", str(tmp_path / f"beat-{name}"), "--loglevel", "WARNING", "-n", f"{name}@%h"]  # fmt: skip
+    command = [sys.executable, "-m", "celery", "-A", "flashsale", "worker", "--pool", "solo", "--loglevel", "WARNING",
+               "-n", f"{name}@%h"]  # fmt: skip
+    if beat:
+        command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(tmp_path / f"{name}.log", "wb"),
                             stderr=subprocess.STDOUT)  # fmt: skip
 
@@ -87,3 +90,64 @@ def test_a_killed_worker_admits_nobody_twice_and_the_work_goes_on(tmp_path, redi
     final = served(drop)
     assert len(admitted) == len(set(admitted)) == final  # every ticket up to serving admitted exactly once
     assert {int(s) for s in admitted} == set(range(1, final + 1))
+
+
+def test_a_worker_killed_in_the_cancellation_pipeline_cancels_nothing_twice_and_finishes(
+    tmp_path, redis_prefix, stripe_proxy, localstripe
+):
+    from celery import Celery
+    from django.test import Client
+
+    from inventory.models import Drop
+    from payments.models import Authorization, AuthorizationStatus
+    from payments.stripe_client import stripe_client
+    from tests.factories import UserFactory
+    from tests.payments.conftest import authorize
+
+    drop = DropFactory(quantity=1, per_customer_limit=1)
+    inventory_services.drop_arm(drop=drop)
+    for _ in range(24):
+        client = Client()
+        client.force_login(UserFactory())
+        assert authorize(client, drop).status_code == 201
+    Drop.objects.filter(pk=drop.pk).update(ends_at=drop.starts_at)  # over: every hold must be released
+    env = {
+        "STRIPE_API_BASE": stripe_proxy.url, "STRIPE_SECRET_KEY": "sk_test_localstripe", "STRIPE_LOCALSTRIPE": "1",
+        "STRIPE_RATE_LIMIT": "6", "STRIPE_RATE_BURST": "3", "PAYMENTS_CANCEL_BATCH_SECONDS": "2",
+    }  # fmt: skip
+    sender = Celery(broker=settings.REDIS_URL)
+    sender.conf.broker_transport_options = {"global_keyprefix": f"{redis_prefix}:celery:"}
+
+    def canceled() -> int:
+        return Authorization.objects.filter(drop=drop, status=AuthorizationStatus.CANCELED).count()
+
+    worker = start_celery(tmp_path, redis_prefix, name="payments-first", extra_env=env, beat=False)
+    try:
+        sender.send_task("payments.tasks.drop_authorizations_release", args=[drop.pk])
+        assert wait_until(lambda: canceled() >= 4, 30), (tmp_path / "payments-first.log").read_text()
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert canceled() < 24
+
+    worker = start_celery(tmp_path, redis_prefix, name="payments-second", extra_env=env, beat=False)
+    try:
+        # What the beat's cancel_due does every 30 s; the dead run's lock expires after its budget.
+        deadline = time.monotonic() + 60
+        while canceled() < 24 and time.monotonic() < deadline:
+            sender.send_task("payments.tasks.drop_authorizations_release", args=[drop.pk])
+            wait_until(lambda: canceled() == 24, 5)
+        assert canceled() == 24, (tmp_path / "payments-second.log").read_text()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+    keys = stripe_proxy.keys_for("/cancel")
+    repeats = {key: keys.count(key) for key in set(keys) if keys.count(key) > 1}
+    assert len(set(keys)) == 24
+    assert len(repeats) <= 1 and all(n == 2 for n in repeats.values())  # at most the call the kill cut short
+    for authorization in Authorization.objects.filter(drop=drop):
+        intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
+        assert intent.status == "canceled"
