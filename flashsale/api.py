@@ -174,3 +174,26 @@ class ApiErrorMiddleware:
             "The service is briefly unavailable; try again in a moment.",
             headers={"Retry-After": "2"},
         )
+
+
+class OutageGuard:
+    """ASGI middleware for websockets: a Redis or database outage while a socket connects (reading its
+    session) closes it with 1013, "try again later", instead of failing the handshake with a 500."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        accepted = False
+
+        async def tracking_send(message):
+            nonlocal accepted
+            accepted = accepted or message["type"] in ("websocket.accept", "websocket.close")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except (RedisError, DatabaseError) as exc:
+            logger.warning("websocket %s refused during an outage: %s", scope.get("path"), exc)
+            if not accepted:
+                await send({"type": "websocket.close", "code": 1013})

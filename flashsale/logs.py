@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 
 from django.contrib.auth import SESSION_KEY
 from django.core.signals import request_finished
+from django.db import DatabaseError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
 
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("flashsale_log_context", default=None)
 
@@ -88,7 +90,10 @@ class LogContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         session = getattr(request, "session", None)
-        shopper = session.get(SESSION_KEY) if session is not None else None
+        try:
+            shopper = session.get(SESSION_KEY) if session is not None else None
+        except (RedisError, DatabaseError):  # the session store is away: the view answers 503
+            shopper = None
         # Left in place after the middleware returns: Django logs the response (a 4xx or 5xx) after
         # that, and the line should name the drop and shopper too. Reset when the request finishes.
         _request_token.set(_context.set({"shopper": str(shopper)} if shopper is not None else {}))

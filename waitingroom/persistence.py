@@ -24,6 +24,7 @@ from inventory import services as inventory_services
 from inventory.models import Drop
 from inventory.redis_keys import inventory_keys
 from inventory.selectors import buyers_get
+from payments import services as payment_services
 
 from .models import QueueEntry, QueueSnapshot
 from .redis_keys import queue_keys
@@ -159,8 +160,9 @@ def drop_recover_if_lost(*, drop: Drop) -> bool:
     """
     if redis_client().exists(inventory_keys(drop.pk).stock):
         return False
-    logger.error("drop %s: its Redis keys are gone; rebuilding stock and queue from the database", drop.pk)
+    logger.error("drop %s: its Redis keys are gone; rebuilding stock, card holds and queue from the database", drop.pk)
     inventory_services.inventory_rebuild(drop=drop)
+    payment_services.authorized_rebuild(drop_id=drop.pk)
     queue_rebuild(drop=drop)
     return True
 

@@ -8,6 +8,7 @@ from .authorizations import (
     authorization_open_get,
     authorization_sync,
     authorization_transition,
+    authorized_rebuild,
 )
 from .cancellations import (
     CancelBatch,
@@ -37,6 +38,7 @@ __all__ = [
     "authorization_sync",
     "authorization_transition",
     "authorizations_near_deadline",
+    "authorized_rebuild",
     "drop_authorizations_cancel",
     "drop_holds_releasable",
     "drops_with_releasable_holds",

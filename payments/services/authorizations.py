@@ -74,6 +74,25 @@ def _authorized_set_sync(authorization: Authorization) -> None:
         redis_client().hdel(key, authorization.shopper_id)
 
 
+def authorized_rebuild(*, drop_id: int) -> int:
+    """Write the join's view of card holds (shopper -> card fingerprint) back to Redis from the database.
+
+    For a drop whose Redis keys were lost; returns how many shoppers hold an authorized card.
+    """
+    holds = dict(
+        Authorization.objects.filter(drop_id=drop_id, status=AuthorizationStatus.AUTHORIZED).values_list(
+            "shopper_id", "card_fingerprint"
+        )
+    )
+    key = authorized_key(drop_id)
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.delete(key)
+    if holds:
+        pipe.hset(key, mapping={shopper: fingerprint or "" for shopper, fingerprint in holds.items()})
+    pipe.execute()
+    return len(holds)
+
+
 def authorization_transition(
     *, authorization: Authorization, to: AuthorizationStatus, frm: tuple[str, ...], **fields: object
 ) -> bool:
@@ -119,6 +138,7 @@ def authorization_authorize(*, drop: Drop, shopper, payment_method: str) -> Auth
     """
     existing = authorization_open_get(drop_id=drop.pk, shopper_id=shopper.pk)
     if existing is not None:
+        _authorized_set_sync(existing)  # asking again also repairs the join's view, should Redis have lost it
         return AuthorizationOutcome(existing, created=False, client_secret=authorization_client_secret(existing))
     state = drop_state_get(drop=drop)
     if state in (DropState.ENDED, DropState.SOLD_OUT):

@@ -31,6 +31,9 @@ def database_through_proxy(monkeypatch):
     monkeypatch.setitem(connections.settings["default"], "HOST", "127.0.0.1")
     monkeypatch.setitem(connections.settings["default"], "PORT", str(proxy.port))
     yield proxy
+    # Straight back to the real server, and no connection of this thread left on the proxy.
+    monkeypatch.undo()
+    connections.close_all()
     proxy.down()
 
 

@@ -7,8 +7,11 @@ import pytest
 from inventory import selectors as inventory_selectors
 from inventory import services as inventory_services
 from inventory.redis_keys import drop_tag
+from payments.models import Authorization, AuthorizationStatus
+from payments.redis_keys import authorized_key
 from tests.factories import DropFactory, UserFactory
 from waitingroom import persistence, selectors, services
+from waitingroom.errors import AuthorizationRequired
 from waitingroom.models import QueueEntry, QueueSnapshot
 from waitingroom.redis_keys import queue_keys
 from waitingroom.selectors import EntryStatus
@@ -95,3 +98,27 @@ def test_save_all_saves_open_drops_and_recovers_lost_ones(redis):
     assert persistence.queue_save_all() == {"kept": 1, "lost": -1}
     assert inventory_selectors.stock_get(drop=lost).redis == lost.quantity
     assert redis.hlen(queue_keys(lost.pk).entries) == 1
+
+
+def test_card_holds_are_rebuilt_with_the_drop(redis):
+    """After Redis lost a drop, shoppers who held their card before can still join (the join reads holds)."""
+    drop = DropFactory(quantity=3)
+    inventory_services.drop_arm(drop=drop)
+    held, canceled = UserFactory(), UserFactory()
+    for user, status in ((held, AuthorizationStatus.AUTHORIZED), (canceled, AuthorizationStatus.CANCELED)):
+        Authorization.objects.create(
+            drop=drop,
+            shopper=user,
+            status=status,
+            amount=drop.product.price,
+            currency="usd",
+            payment_intent_id=f"pi_{user.pk}",
+            card_fingerprint=f"fp{user.pk}",
+        )
+    lose_redis(redis, drop)
+    assert persistence.drop_recover_if_lost(drop=drop) is True
+    assert redis.hgetall(authorized_key(drop.pk)) == {str(held.pk).encode(): f"fp{held.pk}".encode()}
+    _entry, created = services.ticket_issue(drop=drop, shopper_id=held.pk)  # the card check is on
+    assert created
+    with pytest.raises(AuthorizationRequired):
+        services.ticket_issue(drop=drop, shopper_id=canceled.pk)
