@@ -7,12 +7,11 @@ flushed), loads the script and tries once more, so callers never see that error.
 from __future__ import annotations
 
 import enum
-from functools import cache
 from pathlib import Path
 
 from redis.commands.core import Script
 
-from flashsale.redis import redis_client
+from flashsale.lua import registered_script
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -50,8 +49,6 @@ class ReleaseResult(enum.IntEnum):
     NOT_HELD = 2
 
 
-@cache
 def lua_script(name: str) -> Script:
-    """Return the registered script ``lua/<name>.lua`` (read and hashed once per process)."""
-    source = (LUA_DIR / f"{name}.lua").read_text()
-    return redis_client().register_script(source)
+    """Return the registered script ``lua/<name>.lua`` (see ``flashsale.lua``)."""
+    return registered_script(LUA_DIR / f"{name}.lua")

@@ -32,6 +32,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from flashsale.api import MAX_JSON_BYTES, ApiError, field, invalid
 from flashsale.logs import log_context, log_context_set
+from flashsale.lua import lua_source
 from flashsale.metrics import JOINS
 from flashsale.net import client_ip
 from flashsale.redis import async_redis_client
@@ -47,7 +48,7 @@ from .signals import JOINED_AT_SESSION_KEY
 logger = logging.getLogger(__name__)
 
 PATH = re.compile(r"^/api/drops/(?P<slug>[-a-zA-Z0-9_]+)/queue$")
-RATELIMIT_LUA = (settings.BASE_DIR / "flashsale" / "lua" / "ratelimit.lua").read_text()
+RATELIMIT_LUA = lua_source(settings.BASE_DIR / "flashsale" / "lua" / "ratelimit.lua")
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -287,9 +288,8 @@ def _rate(rate: str) -> tuple[int, int]:
     return int(count), PERIODS[unit[-1]] * int(unit[:-1] or 1)
 
 
-@cache
 def _source(name: str) -> str:
-    return (LUA_DIR / f"{name}.lua").read_text()
+    return lua_source(LUA_DIR / f"{name}.lua")
 
 
 async def _entry(client, drop, shopper_id: int):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import enum
-from functools import cache
 from pathlib import Path
 
 from redis.commands.core import Script
 
-from flashsale.redis import redis_client
+from flashsale.lua import registered_script
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -41,7 +40,6 @@ class FinishResult(enum.IntEnum):
     NOT_ADMITTED = 2
 
 
-@cache
 def lua_script(name: str) -> Script:
-    """Return the registered script ``lua/<name>.lua`` (NOSCRIPT is answered by loading it again)."""
-    return redis_client().register_script((LUA_DIR / f"{name}.lua").read_text())
+    """Return the registered script ``lua/<name>.lua`` (see ``flashsale.lua``)."""
+    return registered_script(LUA_DIR / f"{name}.lua")
