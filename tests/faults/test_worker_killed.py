@@ -1,6 +1,7 @@
 """A Celery worker killed in the middle of the admission ticks: nothing is admitted twice, and the work
 goes on at the drop's rate once a worker runs again. Real worker and beat processes, real broker."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,8 +43,15 @@ def start_celery(tmp_path, redis_prefix, *, name: str, extra_env=None, beat: boo
                "-n", f"{name}@%h"]  # fmt: skip
     if beat:
         command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
+    # A process group of its own: the embedded beat is a child process, and a kill must take it too.
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(tmp_path / f"{name}.log", "wb"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    process.wait(timeout=20)
 
 
 def served(drop) -> int:
@@ -69,11 +77,9 @@ def test_a_killed_worker_admits_nobody_twice_and_the_work_goes_on(tmp_path, redi
     worker = start_celery(tmp_path, redis_prefix, name="first")
     try:
         assert wait_until(lambda: served(drop) >= 100, 30), (tmp_path / "first.log").read_text()
-        worker.send_signal(signal.SIGKILL)  # mid-run: ticks were being sent every second
-        worker.wait(timeout=10)
+        kill_group(worker)  # mid-run: ticks were being sent every second
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        kill_group(worker)
     at_kill = served(drop)
     time.sleep(1.5)  # nobody ticks while no worker runs
     assert served(drop) == at_kill
@@ -82,8 +88,7 @@ def test_a_killed_worker_admits_nobody_twice_and_the_work_goes_on(tmp_path, redi
     try:
         assert wait_until(lambda: served(drop) >= at_kill + 300, 30), (tmp_path / "second.log").read_text()
     finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+        kill_group(worker, signal.SIGTERM)
 
     keys = queue_keys(drop.pk)
     admitted = redis.zrange(keys.admitted, 0, -1)
@@ -125,11 +130,9 @@ def test_a_worker_killed_in_the_cancellation_pipeline_cancels_nothing_twice_and_
     try:
         sender.send_task("payments.tasks.drop_authorizations_release", args=[drop.pk])
         assert wait_until(lambda: canceled() >= 4, 30), (tmp_path / "payments-first.log").read_text()
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
+        kill_group(worker)
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        kill_group(worker)
     assert canceled() < 24
 
     worker = start_celery(tmp_path, redis_prefix, name="payments-second", extra_env=env, beat=False)
@@ -141,8 +144,7 @@ def test_a_worker_killed_in_the_cancellation_pipeline_cancels_nothing_twice_and_
             wait_until(lambda: canceled() == 24, 5)
         assert canceled() == 24, (tmp_path / "payments-second.log").read_text()
     finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+        kill_group(worker, signal.SIGTERM)
 
     keys = stripe_proxy.keys_for("/cancel")
     repeats = {key: keys.count(key) for key in set(keys) if keys.count(key) > 1}
