@@ -5,10 +5,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model, login, logout
-from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError
+from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
@@ -70,22 +67,14 @@ def session(request: HttpRequest) -> HttpResponse:
 @api_view
 def shoppers(request: HttpRequest) -> JsonResponse:
     data = json_body(request)
-    username, email, password = field(data, "username", str), field(data, "email", str), field(data, "password", str)
-    User = get_user_model()
-    candidate = User(username=username, email=email)
     try:
-        User.username_validator(username)
-        validate_password(password, user=candidate)
-    except ValidationError as exc:
-        raise invalid(" ".join(exc.messages)) from None
-    if not username or len(username) > 150:
-        raise invalid("The username must have 1 to 150 characters.")
-    if User.objects.filter(username=username).exists():
-        raise ApiError(409, "username_taken", "That username is taken.")
-    try:
-        user = User.objects.create_user(username=username, email=email, password=password)
-    except IntegrityError:
-        raise ApiError(409, "username_taken", "That username is taken.") from None
+        user = services.shopper_register(
+            username=field(data, "username", str),
+            email=field(data, "email", str),
+            password=field(data, "password", str),
+        )
+    except InventoryError as exc:
+        raise _domain(exc) from None
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return JsonResponse({"username": user.username}, status=201)
 

@@ -63,3 +63,15 @@ class BotSuspected(QueueError):
     def __init__(self, message: str | None = None, *, reasons: list[str] | None = None) -> None:
         super().__init__(message)
         self.reasons = reasons or []
+
+
+class UsernameTaken(QueueError):
+    code = "username_taken"
+    status = 409
+    message = "That username is taken."
+
+
+class InvalidShopper(QueueError):
+    code = "invalid_request"
+    status = 400
+    message = "The account details are not valid."

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.db import transaction
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from flashsale.logs import log_context
@@ -28,9 +30,11 @@ from .errors import (
     AuthorizationRequired,
     BotSuspected,
     DropNotOpen,
+    InvalidShopper,
     NotAdmitted,
     PowReplayed,
     QueueSoldOut,
+    UsernameTaken,
 )
 from .redis_keys import queue_keys
 from .scripts import FinishResult, JoinResult, ReleaseResult, StartResult, lua_script
@@ -320,6 +324,24 @@ def admission_complete(*, drop: Drop, shopper_id: int) -> FinishResult:
     realtime.entry_publish(drop=drop, shopper_id=shopper_id)
     realtime.drop_publish(drop=drop)
     return result
+
+
+def shopper_register(*, username: str, email: str, password: str):
+    """Create a shopper account after Django's username and password validation; raise why not."""
+    User = get_user_model()
+    if not username or len(username) > 150:
+        raise InvalidShopper("The username must have 1 to 150 characters.")
+    try:
+        User.username_validator(username)
+        validate_password(password, user=User(username=username, email=email))
+    except ValidationError as exc:
+        raise InvalidShopper(" ".join(exc.messages)) from None
+    if User.objects.filter(username=username).exists():
+        raise UsernameTaken
+    try:
+        return User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:  # taken by a concurrent sign-up
+        raise UsernameTaken from None
 
 
 def shoppers_create_bulk(*, count: int, prefix: str, password: str) -> int:
