@@ -384,6 +384,17 @@ def _order_unreserve(*, order: Order, failure_code: str) -> bool:
     return bool(updated)
 
 
+def order_mark_refunded(*, order: Order) -> bool:
+    """Mark a paid order refunded; its units stay counted as sold until they are put back on sale
+    (``drop_quantity_set``). False when the order was not paid."""
+    updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PAID).update(
+        status=OrderStatus.REFUNDED, updated_at=timezone.now()
+    )
+    if updated:
+        order.status = OrderStatus.REFUNDED
+    return bool(updated)
+
+
 def _drop_lock(drop_id: int) -> None:
     """Lock the drop's row until the transaction ends (SQLite's IMMEDIATE transactions lock it all)."""
     Drop.objects.select_for_update().filter(pk=drop_id).values_list("pk", flat=True).first()

@@ -21,7 +21,7 @@ from .cancellations import (
     drops_with_releasable_holds,
 )
 from .purchases import PurchaseOutcome, purchase_make
-from .refunds import order_mark_refunded, order_refund, refund_restock
+from .refunds import order_refund, refund_restock
 from .webhooks import stripe_event_process, stripe_event_verify
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "drop_authorizations_cancel",
     "drop_holds_releasable",
     "drops_with_releasable_holds",
-    "order_mark_refunded",
     "order_refund",
     "purchase_make",
     "refund_restock",

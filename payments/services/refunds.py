@@ -6,7 +6,6 @@ import logging
 
 import stripe
 from django.db import transaction
-from django.utils import timezone
 
 from inventory import services as inventory_services
 from inventory.models import Order, OrderStatus
@@ -53,22 +52,9 @@ def order_refund(*, order: Order) -> Refund:
             currency=refund.currency,
             status=refund.status or "",
         )
-        order_mark_refunded(order=order)
+        inventory_services.order_mark_refunded(order=order)
     logger.info("refunded order %s (%s)", order.pk, refund.id)
     return record
-
-
-def order_mark_refunded(*, order: Order) -> bool:
-    """Mark a paid order refunded; its units stay counted as sold until they are put back on sale.
-
-    The inventory has no service for this yet, so this is the one place payments writes an order.
-    """
-    updated = Order.objects.filter(pk=order.pk, status=OrderStatus.PAID).update(
-        status=OrderStatus.REFUNDED, updated_at=timezone.now()
-    )
-    if updated:
-        order.status = OrderStatus.REFUNDED
-    return bool(updated)
 
 
 @transaction.atomic

@@ -8,12 +8,12 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from inventory import services as inventory_services
 from inventory.models import Order, OrderStatus
 
 from ..errors import InvalidSignature
 from ..models import Authorization, StripeEvent
 from .authorizations import authorization_sync
-from .refunds import order_mark_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -72,4 +72,4 @@ def _charge_refunded(charge: dict) -> None:
         drop_id=authorization.drop_id, shopper_id=authorization.shopper_id, status=OrderStatus.PAID
     ).first()
     if order is not None:
-        order_mark_refunded(order=order)
+        inventory_services.order_mark_refunded(order=order)
