@@ -106,6 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--gc-log", action="store_true", help="diagnosis: log the servers' garbage collections over 20 ms"
     )
+    parser.add_argument(
+        "--ws-impl", default="auto", choices=["auto", "websockets", "websockets-sansio", "wsproto"],
+        help="uvicorn's websocket implementation for both servers (default: auto, as the Procfile)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="Redis for the bench keys")
     parser.add_argument("--max-seconds", type=float, default=1500.0, help="bound on the whole run (default 1500)")
     args = parser.parse_args(argv)
@@ -409,7 +413,7 @@ class Server:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
-    def start(self, env: dict[str, str], tmp: str, *, gc_log: bool = False) -> None:
+    def start(self, env: dict[str, str], tmp: str, *, gc_log: bool = False, ws_impl: str = "auto") -> None:
         self.log_path = Path(tmp) / f"{self.name}.log"
         cmd = [
             *([sys.executable, "-c", GC_LOGGER] if gc_log else [str(ROOT / ".venv/bin/uvicorn")]),
@@ -426,6 +430,8 @@ class Server:
             # As in the Procfile: frames are ~100 bytes, so compressing each one per socket only costs CPU.
             "--ws-per-message-deflate",
             "false",
+            "--ws",
+            ws_impl,
         ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
@@ -768,7 +774,7 @@ def run(args: argparse.Namespace, tmp: str, servers: dict[str, Server]) -> str:
     apps = {"project": "flashsale.asgi:application", "baseline": "bench.fanout_baseline_asgi:application"}
     for way in args.way_list:
         servers[way] = Server(way, apps[way], free_port())
-        servers[way].start(env, tmp, gc_log=args.gc_log)
+        servers[way].start(env, tmp, gc_log=args.gc_log, ws_impl=args.ws_impl)
     for server in servers.values():
         server.wait_ready()
     log("servers up: " + ", ".join(f"{s.name} on {s.port} (pid {s.proc.pid})" for s in servers.values()))
