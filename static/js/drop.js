@@ -24,7 +24,10 @@ async function call(method, url, body) {
 }
 
 function say(text) { $("status").textContent = text; }
-function fail(data) { $("error").textContent = data?.error?.message || "Something went wrong; try again."; }
+function fail(data) {
+  $("error").textContent = data?.error?.message || "Something went wrong; try again.";
+  if (!lastEntry) say("");  // drop a "checking…" that no longer applies
+}
 
 // --- countdown --------------------------------------------------------------------------------
 function tickCountdown() {
