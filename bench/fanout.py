@@ -107,7 +107,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gc-log", action="store_true", help="diagnosis: log the servers' garbage collections over 20 ms"
     )
     parser.add_argument(
-        "--ws-impl", default="auto", choices=["auto", "websockets", "websockets-sansio", "wsproto"],
+        "--web-workers", type=int, default=1, help="server processes of each way (uvicorn --workers; default 1)"
+    )
+    parser.add_argument(
+        "--ws-impl",
+        default="auto",
+        choices=["auto", "websockets", "websockets-sansio", "wsproto"],
         help="uvicorn's websocket implementation for both servers (default: auto, as the Procfile)",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="Redis for the bench keys")
@@ -413,7 +418,9 @@ class Server:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
-    def start(self, env: dict[str, str], tmp: str, *, gc_log: bool = False, ws_impl: str = "auto") -> None:
+    def start(
+        self, env: dict[str, str], tmp: str, *, gc_log: bool = False, ws_impl: str = "auto", workers: int = 1
+    ) -> None:
         self.log_path = Path(tmp) / f"{self.name}.log"
         cmd = [
             *([sys.executable, "-c", GC_LOGGER] if gc_log else [str(ROOT / ".venv/bin/uvicorn")]),
@@ -423,7 +430,7 @@ class Server:
             "--port",
             str(self.port),
             "--workers",
-            "1",
+            str(workers),
             "--no-access-log",
             "--log-level",
             "warning",
@@ -451,8 +458,14 @@ class Server:
     def cpu(self) -> float:
         import psutil
 
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return times.user + times.system
+        # With --workers > 1 the work happens in the server's child processes: count them all.
+        process = psutil.Process(self.proc.pid)
+        total = 0.0
+        for member in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = member.cpu_times()
+                total += times.user + times.system
+        return total
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -676,7 +689,7 @@ def version(dist: str) -> str:
         return "not installed"
 
 
-def machine_facts(raw) -> list[tuple[str, str]]:
+def machine_facts(raw, workers: int = 1) -> list[tuple[str, str]]:
     model = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -690,7 +703,8 @@ def machine_facts(raw) -> list[tuple[str, str]]:
         ("Redis", f"{server['redis_version']} (redis-py {version('redis')})"),
         (
             "Server",
-            f"uvicorn {version('uvicorn')} (websockets {version('websockets')}), one worker, "
+            f"uvicorn {version('uvicorn')} (websockets {version('websockets')}), "
+            f"{'one worker' if workers == 1 else f'{workers} workers'} per way, "
             f"channels {version('channels')}, channels-redis {version('channels-redis')}, Django {version('Django')}",
         ),
         ("Open files", f"hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]} (soft raised to it)"),
@@ -774,7 +788,7 @@ def run(args: argparse.Namespace, tmp: str, servers: dict[str, Server]) -> str:
     apps = {"project": "flashsale.asgi:application", "baseline": "bench.fanout_baseline_asgi:application"}
     for way in args.way_list:
         servers[way] = Server(way, apps[way], free_port())
-        servers[way].start(env, tmp, gc_log=args.gc_log, ws_impl=args.ws_impl)
+        servers[way].start(env, tmp, gc_log=args.gc_log, ws_impl=args.ws_impl, workers=args.web_workers)
     for server in servers.values():
         server.wait_ready()
     log("servers up: " + ", ".join(f"{s.name} on {s.port} (pid {s.proc.pid})" for s in servers.values()))
@@ -789,7 +803,7 @@ def run(args: argparse.Namespace, tmp: str, servers: dict[str, Server]) -> str:
         if errors:
             shutil.copy(server.log_path, Path(tempfile.gettempdir()) / f"fanout-{server.name}-server.log")
             log(f"{server.name} server log has {len(errors)} error lines, the last: {errors[-1]}")
-    return report(args, results, machine_facts(raw))
+    return report(args, results, machine_facts(raw, args.web_workers))
 
 
 def main(argv: list[str] | None = None) -> int:
