@@ -1,14 +1,12 @@
 """Domain errors of the inventory; each has a stable code and the HTTP status the API maps it to."""
 
+from flashsale.errors import DomainError
 
-class InventoryError(Exception):
+
+class InventoryError(DomainError):
     code = "inventory_error"
     status = 409
     message = "The inventory refused this request."
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
 
 
 class SoldOut(InventoryError):

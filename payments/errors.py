@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import math
 
+from flashsale.errors import DomainError
 
-class PaymentError(Exception):
+
+class PaymentError(DomainError):
     code = "payment_error"
     status = 402
     message = "The payment could not be made."
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
 
 
 class CardDeclined(PaymentError):
