@@ -10,6 +10,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 BULK_BATCH = 5_000
 ADMIT_MAX_PER_TICK = 10_000
+ENDED_TICK_SECONDS = 60
 JOINABLE = {DropState.PREQUEUE, DropState.LIVE, DropState.PAUSED}
 
 
@@ -296,10 +298,15 @@ def _expired_followups(*, drop: Drop, shopper_ids: list[int]) -> None:
 
 
 def queue_tick_all(*, now_ms: int | None = None) -> dict[str, int]:
-    """Tick every drop that is live or paused (Celery beat, every second)."""
+    """Tick every drop that is live or paused (Celery beat, every second).
+
+    A drop that ended in the last minute is ticked too (admitting nobody), so that the shoppers
+    still watching get its "ended" state and their admissions expire.
+    """
     now = timezone.now()
     ticked = {}
-    for drop in Drop.objects.filter(starts_at__lte=now, is_draft=False).exclude(ends_at__lte=now):
+    recently = now - timedelta(seconds=ENDED_TICK_SECONDS)
+    for drop in Drop.objects.filter(starts_at__lte=now, is_draft=False).exclude(ends_at__lte=recently):
         with log_context(drop=drop.slug):
             ticked[drop.slug] = queue_admit_batch(drop=drop, now_ms=now_ms).serving
     return ticked

@@ -1,5 +1,6 @@
 """The queue's services against a real Redis: pre-queue draw, FIFO, rate, exactly-once, cap, expiry."""
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -11,7 +12,7 @@ from inventory import services as inventory_services
 from tests.factories import DropFactory
 from waitingroom import selectors, services
 from waitingroom.errors import AdmissionExpired, DropNotOpen, NotAdmitted, QueueSoldOut
-from waitingroom.redis_keys import queue_keys
+from waitingroom.redis_keys import queue_keys, updates_channel
 from waitingroom.scripts import StartResult
 from waitingroom.selectors import EntryStatus
 
@@ -180,3 +181,19 @@ def test_purchase_completes_the_admission():
     services.admission_complete(drop=drop, shopper_id=1)
     assert selectors.entry_get(drop=drop, shopper_id=1).status is EntryStatus.PURCHASED
     assert selectors.queue_stats_get(drop_id=drop.pk).admitted == 0
+
+
+def test_an_ended_drop_is_ticked_for_a_minute_so_watchers_learn_it(redis):
+    live = armed(slug="on")
+    ended = armed(slug="just-ended", ends_at=timezone.now() - timedelta(seconds=5))
+    long_gone = armed(slug="gone", ends_at=timezone.now() - timedelta(minutes=5))
+    subscriber = redis.pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(updates_channel(ended.pk))
+    assert set(services.queue_tick_all()) == {live.slug, ended.slug}
+    assert long_gone.slug not in services.queue_tick_all()
+    deadline = time.monotonic() + 5
+    message = None
+    while message is None and time.monotonic() < deadline:
+        message = subscriber.get_message(timeout=1)  # the subscription's own reply reads as None
+    assert json.loads(json.loads(message["data"])["frame"])["state"] == "ended"
+    subscriber.close()
