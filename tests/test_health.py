@@ -1,5 +1,7 @@
 """/healthz: 200 when the database and Redis answer, 503 naming the failing part."""
 
+import json
+
 import pytest
 from django.test import override_settings
 
@@ -89,3 +91,16 @@ def test_a_drop_deleted_while_still_cached_is_a_404(client, make_drop):
     Drop.objects.filter(pk=drop.pk).delete()
     response = client.get("/api/drops/gone")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+
+
+def test_a_host_outside_allowed_hosts_is_a_json_400_through_the_real_application(make_drop):
+    from asgiref.sync import async_to_sync
+    from channels.testing import HttpCommunicator
+
+    from flashsale.asgi import application
+
+    make_drop(slug="air")
+    communicator = HttpCommunicator(application, "GET", "/api/drops/air/queue", headers=[(b"host", b"evil.example")])
+    response = async_to_sync(communicator.get_response)()
+    assert response["status"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "invalid_request"

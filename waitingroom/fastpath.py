@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.cached_db import KEY_PREFIX as SESSION_CACHE_PREFIX
 from django.core.cache import caches
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from redis.exceptions import NoScriptError, RedisError
@@ -91,6 +92,10 @@ class QueueFastPath:
             drop = await sync_to_async(selectors.drop_cached_get)(slug=slug)
         session = await _session(cookies.get(settings.SESSION_COOKIE_NAME, ""))
         request = _request(scope, headers, cookies)
+        try:
+            request.get_host()  # ALLOWED_HOSTS, as Django checks it for every request
+        except DisallowedHost:
+            raise FallThrough from None  # Django answers it (400), with its log line
         if scope["method"] == "POST":
             rejection = CsrfViewMiddleware(lambda r: None).process_view(request, _queue_view_marker, (), {})
             if rejection is not None:

@@ -163,3 +163,11 @@ def test_the_real_application_serves_the_contract(shopper, live):
     body = body_of(join_body(shopper["client"]))
     status, entry, _ = call(application, "POST", "/api/drops/air/queue", body=body, shopper=shopper)
     assert (status, entry["ticket"]) == (201, 1)
+
+
+def test_a_host_outside_allowed_hosts_is_a_400_not_a_500(shopper, live):
+    body = body_of(join_body(shopper["client"]))
+    app = QueueFastPath(Django())
+    status, _data, _ = call(app, "POST", "/api/drops/air/queue", body=body, shopper=shopper,
+                           headers=[(b"host", b"evil.example")])  # fmt: skip
+    assert status == 299  # handed to Django, which refuses it (400) as it refuses any such request
