@@ -81,7 +81,7 @@ class QueueFastPath:
             logger.warning("queue fast path: Redis failed (%s); answering through Django", exc)
             await self.app(scope, _replay(body, receive, more), send)
             return
-        await _respond(send, status, payload, headers)
+        await _respond(send, status, payload, [*headers, *_security_headers(scope)])
 
     async def handle(self, scope, body: bytes, slug: str) -> tuple[int, dict, list]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -188,6 +188,23 @@ def _replay(body: bytes, receive, more: bool):
         return await receive()
 
     return replay
+
+
+def _security_headers(scope) -> list[tuple[bytes, bytes]]:
+    """What Django's SecurityMiddleware adds to every response, which this path does not go through."""
+    headers = []
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        headers.append((b"referrer-policy", settings.SECURE_REFERRER_POLICY.encode()))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append((b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
+    if settings.SECURE_HSTS_SECONDS and scope.get("scheme") == "https":
+        value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        value += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
+        value += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
+        headers.append((b"strict-transport-security", value.encode()))
+    return headers
 
 
 async def _respond(send, status: int, payload: dict, headers: list) -> None:

@@ -171,3 +171,11 @@ def test_a_host_outside_allowed_hosts_is_a_400_not_a_500(shopper, live):
     status, _data, _ = call(app, "POST", "/api/drops/air/queue", body=body, shopper=shopper,
                            headers=[(b"host", b"evil.example")])  # fmt: skip
     assert status == 299  # handed to Django, which refuses it (400) as it refuses any such request
+
+
+def test_answers_carry_the_security_headers_django_would_add(shopper, live, settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    _status, _data, headers = call(QueueFastPath(Django()), "GET", "/api/drops/air/queue", shopper=shopper)
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+    assert "strict-transport-security" not in headers  # plain HTTP: HSTS only over HTTPS
