@@ -1,0 +1,53 @@
+"""The shopper's HTML pages: home, a drop, sign-up and sign-in."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from inventory import services as inventory_services
+from tests.factories import DropFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_lists_upcoming_and_live_drops_but_not_drafts_or_old_ones(client):
+    for slug, kwargs in {
+        "live-one": {},
+        "soon": {"prequeue_opens_at": timezone.now() + timedelta(hours=1),
+                 "starts_at": timezone.now() + timedelta(hours=2)},
+        "draft": {"is_draft": True},
+        "old": {"ends_at": timezone.now() - timedelta(days=2)},
+    }.items():  # fmt: skip
+        inventory_services.drop_arm(drop=DropFactory(slug=slug, **kwargs))
+    body = client.get("/").content.decode()
+    assert "/drops/live-one/" in body
+    assert "/drops/soon/" in body
+    assert "/drops/draft/" not in body
+    assert "/drops/old/" not in body
+
+
+def test_drop_page_for_a_visitor_and_for_a_shopper(client, drop):
+    visitor = client.get(f"/drops/{drop.slug}/").content.decode()
+    assert "Sign in</a> to join the queue" in visitor
+    assert 'id="join"' not in visitor
+    client.force_login(UserFactory())
+    page = client.get(f"/drops/{drop.slug}/").content.decode()
+    assert '<button id="join" type="button" disabled>' in page  # enabled once the card is held
+    assert 'id="status" role="status" aria-live="polite"' in page
+    assert f'challenge="/api/drops/{drop.slug}/challenge"' in page
+    assert client.get("/drops/nope/").status_code == 404
+
+
+def test_sign_up_then_sign_in_pages(client):
+    response = client.post("/accounts/signup/?next=/orders/", {
+        "username": "newbie", "password1": "a-long-pass-phrase-9", "password2": "a-long-pass-phrase-9",
+    })  # fmt: skip
+    assert (response.status_code, response["Location"]) == (302, "/orders/")
+    assert get_user_model().objects.filter(username="newbie").exists()
+    client.logout()
+    signed_in = client.post("/accounts/login/", {"username": "newbie", "password": "a-long-pass-phrase-9"})
+    assert signed_in.status_code == 302
+    refused = client.post("/accounts/signup/", {"username": "x", "password1": "1", "password2": "2"})
+    assert refused.status_code == 200  # the form again, with its errors
