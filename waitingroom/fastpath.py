@@ -232,7 +232,7 @@ async def _session(session_key: str) -> dict:
     if not session_key or settings.SESSION_ENGINE != "django.contrib.sessions.backends.cached_db":
         raise FallThrough
     cache_client = caches[settings.SESSION_CACHE_ALIAS].client
-    raw = await async_redis_client().get(cache_client.make_key(SESSION_CACHE_PREFIX + session_key))
+    raw = await async_redis_client().execute_command("GET", cache_client.make_key(SESSION_CACHE_PREFIX + session_key))
     if raw is None:
         raise FallThrough  # only in the database: Django loads it and puts it back in the cache
     data = cache_client.decode(raw)
@@ -332,11 +332,11 @@ async def _eval(client, name: str, source: str, keys: list, args: list) -> list:
     if sha is None:
         sha = _shas[name] = await client.script_load(source)
     try:
-        return await client.evalsha(sha, len(keys), *keys, *args)
+        return await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
     except NoScriptError:
         _shas.pop(name, None)
         sha = _shas[name] = await client.script_load(source)
-        return await client.evalsha(sha, len(keys), *keys, *args)
+        return await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
 
 async def _count_blocked(client, drop, reasons: list[str]) -> None:
