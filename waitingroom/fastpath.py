@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from functools import cache
 from http.cookies import SimpleCookie
 
@@ -38,6 +39,7 @@ from flashsale.metrics import JOINS
 from flashsale.net import client_ip
 from flashsale.redis import async_redis_client
 from inventory.errors import InventoryError
+from inventory.redis_keys import drop_tag
 
 from . import selectors, services
 from .api import FINGERPRINT_LENGTH, SIGNALS_FIELD, signals_clean
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 PATH = re.compile(r"^/api/drops/(?P<slug>[-a-zA-Z0-9_]+)/queue$")
 RATELIMIT_LUA = lua_source(settings.BASE_DIR / "flashsale" / "lua" / "ratelimit.lua")
+RATELIMIT_PRELUDE = lua_source(settings.BASE_DIR / "flashsale" / "lua" / "ratelimit_prelude.lua")
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -108,21 +111,24 @@ class QueueFastPath:
         if drop is None:
             return _error(ApiError(404, "not_found", "There is no such drop."))
         group = "queue-join" if scope["method"] == "POST" else "queue-read"
-        limited = await _rate_limit(group, shopper_id=shopper_id, ip=client_ip(request))
-        if limited:
-            return limited
+        limits = _limits(group, drop=drop, shopper_id=shopper_id, ip=client_ip(request))
         client = async_redis_client()
         try:
             if scope["method"] == "GET":
-                entry = await _entry(client, drop, shopper_id)
+                entry = await _entry(client, drop, shopper_id, limits=limits)  # counted in the same call
                 if entry is None:
                     return _error(ApiError(404, "not_in_queue", "You are not in this drop's queue."))
                 return 200, entry.as_dict(), []
-            return await self._join(client, drop, shopper_id, body, headers, session)
+            try:
+                return await self._join(client, drop, shopper_id, body, headers, session, limits)
+            except ApiError as exc:
+                if exc.status != 429 and not limits.counted:
+                    await _count_only(client, limits)  # refused before Redis: it still counts
+                raise
         except ApiError as exc:
             return _error(exc)
 
-    async def _join(self, client, drop, shopper_id: int, body: bytes, headers: dict, session: dict):
+    async def _join(self, client, drop, shopper_id: int, body: bytes, headers: dict, session: dict, limits):
         if recaptcha_enabled():
             raise FallThrough  # Google's verify call is blocking I/O: Django's path makes it
         data = _json(body)
@@ -141,7 +147,8 @@ class QueueFastPath:
             if plan.refused is not None:
                 await _count_blocked(client, drop, plan.refused.reasons)
                 raise plan.refused
-            entry, created = services.join_result(drop=drop, raw=await _script(client, "join", plan))
+            raw = await _eval_limited(client, "join", plan.keys, plan.args, limits)
+            entry, created = services.join_result(drop=drop, raw=raw)
             if entry is None:
                 entry = await _entry(client, drop, shopper_id)
         except InventoryError as exc:
@@ -278,30 +285,55 @@ def _error(exc: ApiError) -> tuple[int, dict, list]:
     return exc.status, {"error": {"code": exc.code, "message": exc.message}}, headers
 
 
-async def _rate_limit(group: str, *, shopper_id: int, ip: str) -> tuple[int, dict, list] | None:
-    """Count the request against the group's limits in one Redis call; the 429 answer when over."""
-    if not settings.RATELIMIT_ENABLE:
-        return None
+@dataclass
+class Limits:
+    """The rate-limit counters of one request, counted inside the call that serves it."""
+
+    keys: list[str]
+    args: list[int]  # a limit and a period per counter
+    now: int
+    counted: bool = False
+
+
+def _limits(group: str, *, drop, shopper_id: int, ip: str) -> Limits:
+    """The group's limits for this shopper and address, as counters in the drop's Redis slot."""
     now = int(time.time())
     keys, args = [], []
-    for key, rate in settings.RATE_LIMITS[group]:
-        limit, period = _rate(rate)
-        value = f"shopper:{shopper_id}" if key == "shopper" else f"ip:{ip}"
-        keys.append(f"{settings.FLASHSALE_REDIS_PREFIX}:rl:{group}:{value}:{now - now % period}")
-        args.extend([limit, period])
-    over, _ttl = await _eval(async_redis_client(), "ratelimit", RATELIMIT_LUA, keys, args)
-    if not over:
-        return None
-    period = args[2 * over - 1]
-    retry = max(1, period - now % period)  # the seconds left in the window that is full
-    return _error(
-        ApiError(
-            429,
-            "rate_limited",
-            f"Too many requests; try again in {retry} seconds.",
-            headers={"Retry-After": str(retry)},
-        )
-    )
+    if settings.RATELIMIT_ENABLE:
+        for key, rate in settings.RATE_LIMITS[group]:
+            limit, period = _rate(rate)
+            value = f"shopper:{shopper_id}" if key == "shopper" else f"ip:{ip}"
+            keys.append(f"{drop_tag(drop.pk)}:rl:{group}:{value}:{now - now % period}")
+            args.extend([limit, period])
+    return Limits(keys=keys, args=args, now=now)
+
+
+def _rate_limited(limits: Limits, over: int) -> ApiError:
+    period = limits.args[2 * over - 1]
+    retry = max(1, period - limits.now % period)  # the seconds left in the window that is full
+    return ApiError(429, "rate_limited", f"Too many requests; try again in {retry} seconds.",
+                    headers={"Retry-After": str(retry)})  # fmt: skip
+
+
+async def _eval_limited(client, name: str, keys: list, args: list, limits: Limits) -> list:
+    """Run script ``name`` behind the rate-limit prelude: one call counts the request and serves it."""
+    if not limits.keys:
+        return await _eval(client, name, _source(name), keys, args)
+    raw = await _eval(client, f"limited:{name}", RATELIMIT_PRELUDE + _source(name), [*limits.keys, *keys],
+                      [len(limits.keys), *limits.args, *args])  # fmt: skip
+    limits.counted = True
+    if raw and raw[0] == -429:
+        raise _rate_limited(limits, raw[1])
+    return raw
+
+
+async def _count_only(client, limits: Limits) -> None:
+    """Count a request refused before its Redis call (bad body, bad proof-of-work) against its limits."""
+    if limits.keys:
+        over, _ttl = await _eval(client, "ratelimit", RATELIMIT_LUA, limits.keys, limits.args)
+        limits.counted = True
+        if over:
+            raise _rate_limited(limits, over)
 
 
 @cache
@@ -314,13 +346,13 @@ def _source(name: str) -> str:
     return lua_source(LUA_DIR / f"{name}.lua")
 
 
-async def _entry(client, drop, shopper_id: int):
+async def _entry(client, drop, shopper_id: int, *, limits: Limits | None = None):
     keys, args = selectors.entry_call(drop=drop, shopper_id=shopper_id)
-    return selectors.entry_from_raw(drop=drop, raw=await _eval(client, "entry", _source("entry"), keys, args))
-
-
-async def _script(client, name: str, plan) -> list:
-    return await _eval(client, name, _source(name), plan.keys, plan.args)
+    if limits is None:
+        raw = await _eval(client, "entry", _source("entry"), keys, args)
+    else:
+        raw = await _eval_limited(client, "entry", keys, args, limits)
+    return selectors.entry_from_raw(drop=drop, raw=raw)
 
 
 _shas: dict[str, str] = {}

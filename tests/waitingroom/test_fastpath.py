@@ -179,3 +179,16 @@ def test_answers_carry_the_security_headers_django_would_add(shopper, live, sett
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "same-origin"
     assert "strict-transport-security" not in headers  # plain HTTP: HSTS only over HTTPS
+
+
+def test_joins_are_counted_in_the_join_call_and_bad_ones_too(shopper, live, settings, redis):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "queue-join": [("shopper", "2/m")]}
+    app = QueueFastPath(Django())
+    first = call(app, "POST", "/api/drops/air/queue", body=body_of(join_body(shopper["client"])), shopper=shopper)
+    assert first[0] == 201  # counted inside the join script itself
+    bad = call(app, "POST", "/api/drops/air/queue", body=b"{oops", shopper=shopper)
+    assert bad[0] == 400  # refused before Redis, counted all the same
+    third = call(app, "POST", "/api/drops/air/queue", body=body_of(join_body(shopper["client"])), shopper=shopper)
+    assert (third[0], third[1]["error"]["code"]) == (429, "rate_limited")
+    assert 1 <= int(third[2]["retry-after"]) <= 60
+    assert redis.hlen(queue_keys(live.pk).entries) == 1
