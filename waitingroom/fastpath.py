@@ -51,8 +51,9 @@ from .signals import JOINED_AT_SESSION_KEY
 logger = logging.getLogger(__name__)
 
 PATH = re.compile(r"^/api/drops/(?P<slug>[-a-zA-Z0-9_]+)/queue$")
-RATELIMIT_LUA = lua_source(settings.BASE_DIR / "flashsale" / "lua" / "ratelimit.lua")
 RATELIMIT_PRELUDE = lua_source(settings.BASE_DIR / "flashsale" / "lua" / "ratelimit_prelude.lua")
+# The prelude on its own: count a request that will make no other Redis call.
+RATELIMIT_ONLY = RATELIMIT_PRELUDE + "return {0, 0}\n"
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -330,9 +331,9 @@ async def _eval_limited(client, name: str, keys: list, args: list, limits: Limit
 async def _count_only(client, limits: Limits) -> None:
     """Count a request refused before its Redis call (bad body, bad proof-of-work) against its limits."""
     if limits.keys:
-        over, _ttl = await _eval(client, "ratelimit", RATELIMIT_LUA, limits.keys, limits.args)
+        code, over = await _eval(client, "ratelimit", RATELIMIT_ONLY, limits.keys, [len(limits.keys), *limits.args])
         limits.counted = True
-        if over:
+        if code == -429:
             raise _rate_limited(limits, over)
 
 
