@@ -23,9 +23,10 @@ One run, in one process, with a localstripe process of its own:
 Isolation: Redis keys go to database 14 by default (0 and 15, the app's and the tests', are
 refused) under the prefix ``fsbenchpay`` and are deleted afterwards; the database is a throwaway
 PostgreSQL database (``flashsale_bench_payments``, migrated, dropped afterwards) when PostgreSQL
-answers, else a temporary SQLite file. localstripe runs on a free port, in memory only (its
-pickling of the whole store to /tmp after every POST is switched off: it is a cost of the fake,
-growing with the number of objects, not of Stripe). The Markdown report goes to stdout.
+answers, else a temporary SQLite file. localstripe runs on a free port through
+``scripts/localstripe_server.py``: in memory only and indexed by kind, so its cost per call does
+not grow with the number of objects (a cost of the fake, not of Stripe). The Markdown report goes
+to stdout.
 """
 
 from __future__ import annotations
@@ -52,11 +53,7 @@ sys.path.insert(0, str(ROOT))
 REDIS_PREFIX = "fsbenchpay"
 PG_BENCH_DB = "flashsale_bench_payments"
 FORBIDDEN_REDIS_DBS = {0, 15}
-LOCALSTRIPE_BOOT = (
-    "import sys, localstripe.resources as r; r.Store.dump_to_disk = lambda self: None; "
-    "sys.argv = ['localstripe', '--port', sys.argv[1], '--from-scratch']; "
-    "from localstripe.server import start; start()"
-)
+LOCALSTRIPE_SERVER = ROOT / "scripts" / "localstripe_server.py"
 
 
 def log(message: str) -> None:
@@ -124,7 +121,9 @@ def start_localstripe() -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-c", LOCALSTRIPE_BOOT, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, str(LOCALSTRIPE_SERVER), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 15
     while True:
@@ -205,7 +204,7 @@ def authorize_all(drop, shoppers, threads: int) -> float:
 
 
 def fresh_localstripe() -> subprocess.Popen:
-    """Start a new localstripe and point Stripe at it: its cost per PaymentIntent grows with its store."""
+    """Start a new localstripe and point Stripe at it, so each measurement starts from an empty store."""
     from django.conf import settings
 
     process, base = start_localstripe()

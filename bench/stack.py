@@ -27,14 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 
-# As tests/conftest.py starts it: localstripe pickles its whole store to /tmp after every POST, which
-# makes it slower as the drop goes on and writes a file other localstripes read; keep it in memory.
-LOCALSTRIPE_BOOT = (
-    "import sys, localstripe.resources as r; "
-    "r.Store.dump_to_disk = lambda self: None; "
-    "sys.argv = ['localstripe', '--port', sys.argv[1], '--from-scratch']; "
-    "from localstripe.server import start; start()"
-)
+# localstripe as the suite and `make run` start it: in memory, indexed by kind (see the script).
+LOCALSTRIPE_SERVER = ROOT / "scripts" / "localstripe_server.py"
 
 
 def free_port() -> int:
@@ -307,8 +301,8 @@ class Stack:
         self.redis.start()
         say(f"redis-server on {self.redis.port} (no persistence)")
         stripe_port = free_port()
-        stripe = Service("localstripe", [sys.executable, "-c", LOCALSTRIPE_BOOT, str(stripe_port)], dict(os.environ),
-                         self.log_dir, port=stripe_port)  # fmt: skip
+        stripe_cmd = [sys.executable, str(LOCALSTRIPE_SERVER), "--port", str(stripe_port)]
+        stripe = Service("localstripe", stripe_cmd, dict(os.environ), self.log_dir, port=stripe_port)
         self.services["localstripe"] = stripe
         stripe.start()
         self.proxy = TcpProxy(stripe_port)

@@ -3,6 +3,7 @@
 import contextlib
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -90,13 +91,7 @@ def drop(make_drop):
 
 # --- Payments: a real localstripe process ------------------------------------------------------
 
-LOCALSTRIPE_BOOT = (
-    "import sys, localstripe.resources as r; "
-    # localstripe pickles its whole store to /tmp after every POST; tests keep it in memory only.
-    "r.Store.dump_to_disk = lambda self: None; "
-    "sys.argv = ['localstripe', '--port', sys.argv[1], '--from-scratch']; "
-    "from localstripe.server import start; start()"
-)
+LOCALSTRIPE_SERVER = Path(__file__).resolve().parent.parent / "scripts" / "localstripe_server.py"
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +106,9 @@ def localstripe():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-c", LOCALSTRIPE_BOOT, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, str(LOCALSTRIPE_SERVER), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 15
     while True:
