@@ -79,3 +79,15 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     assert authorizations["canceled"] == sum(authorizations.values()) - UNITS - 15
     assert report["websocket"]["opened"] > 0
     assert report["admission_rate"]["setting"] == 25
+
+
+def test_a_shopper_without_a_socket_polls_by_the_eta():
+    from waitingroom.simulation.shopper import POLL_MAX_SECONDS, POLL_START_SPREAD, poll_wait
+
+    # Before the start there is nothing to learn: the first read comes at the start, spread over a few seconds
+    assert 40 <= poll_wait({"eta_seconds": None}, until_start=40) <= 40 + POLL_START_SPREAD
+    # Far back: seldom (capped), near the front: about every second
+    assert poll_wait({"eta_seconds": 10_000}, until_start=-1) <= POLL_MAX_SECONDS * 1.2
+    assert 0.8 * 80 / 8 <= poll_wait({"eta_seconds": 80}, until_start=-1) <= 1.2 * 80 / 8
+    assert poll_wait({"eta_seconds": 0}, until_start=-1) <= 1.2
+    assert poll_wait({"eta_seconds": None}, until_start=-1) <= 1.2

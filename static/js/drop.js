@@ -89,19 +89,28 @@ function renderEntry(entry) {
 }
 
 // --- live updates: websocket first, polling while it is down -----------------------------------
-let socket = null, backoff = 500, pollTimer = null;
+let socket = null, backoff = 500, pollTimer = null, pollRun = 0, pollRuns = 0;
+// While the socket is down, read again soon when admission is near and seldom when it is far:
+// an eighth of the ETA, between 2 and 30 seconds.
+function pollDelay() {
+  const eta = lastEntry ? lastEntry.eta_seconds : null;
+  return eta == null ? 2000 : Math.min(30000, Math.max(2000, (eta * 1000) / 8));
+}
 function startPolling() {
-  if (pollTimer) return;
-  pollTimer = setInterval(async () => {
+  if (pollRun) return;
+  const run = (pollRun = ++pollRuns);
+  const poll = async () => {
     const drop = await call("GET", api);
     if (drop.status === 200) renderDrop(drop.data);
     if (lastEntry) {
       const entry = await call("GET", `${api}/queue`);
       if (entry.status === 200) renderEntry(entry.data);
     }
-  }, 2000);
+    if (pollRun === run) pollTimer = setTimeout(poll, pollDelay());
+  };
+  pollTimer = setTimeout(poll, pollDelay());
 }
-function stopPolling() { clearInterval(pollTimer); pollTimer = null; }
+function stopPolling() { clearTimeout(pollTimer); pollTimer = null; pollRun = 0; }
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";

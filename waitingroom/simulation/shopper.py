@@ -28,9 +28,23 @@ DECIDED = {"admitted", "expired", "purchased", "sold_out"}
 CONFLICTS_TO_RETRY = {"authorization_in_progress", "purchase_in_progress"}
 MAX_ATTEMPTS = 30
 CONFLICT_WAIT = 0.5
-POLL_SECONDS = 1.0  # GET .../queue while the socket is down (the shopper's read limit is 120/min)
+# GET .../queue while the socket is down, as the page does: soon when admission is near, seldom when
+# it is far (a fixed second would be 80,000 requests a second from the shoppers without a socket).
+POLL_SECONDS = 1.0  # at least (the shopper's read limit is 120/min)
+POLL_MAX_SECONDS = 30.0  # at most
+POLL_ETA_SHARE = 8  # an eighth of the ETA between them
+POLL_START_SPREAD = 5.0  # pre-queued shoppers read their ticket within this long after the start
 SILENCE_SECONDS = 5.0  # the server sends a drop frame every tick; this long without one, read the entry
 POW_ATTEMPTS = 3
+
+
+def poll_wait(entry: dict, *, until_start: float) -> float:
+    """Seconds until the next read of the entry: at the start (spread), then by the ETA."""
+    if until_start > 0:  # the order is drawn at the start: nothing to learn before it
+        return until_start + random.uniform(0.0, POLL_START_SPREAD)  # noqa: S311
+    eta = entry.get("eta_seconds")
+    wait = POLL_SECONDS if eta is None else min(POLL_MAX_SECONDS, max(POLL_SECONDS, eta / POLL_ETA_SHARE))
+    return wait * random.uniform(0.8, 1.2)  # noqa: S311
 
 
 class JourneyOver(Exception):
@@ -205,7 +219,7 @@ class Shopper:
 
     async def _poll(self, entry: dict) -> dict:
         while entry["status"] not in DECIDED:
-            wait = max(POLL_SECONDS, self.net.starts_at - time.monotonic()) * random.uniform(0.8, 1.2)  # noqa: S311
+            wait = poll_wait(entry, until_start=self.net.starts_at - time.monotonic())
             if time.monotonic() + wait >= self.net.deadline:
                 raise JourneyOver("timed_out")
             await asyncio.sleep(wait)
