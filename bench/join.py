@@ -3,7 +3,8 @@
 Usage (from the project root):
 
     .venv/bin/python bench/join.py [--joins 12000] [--rounds 3] [--concurrency 64] [--workers 2]
-        [--redis-url redis://127.0.0.1:6379/13] [--max-seconds 900]
+        [--load-generator {wrk,aiohttp}] [--wrk-threads 1] [--redis-url redis://127.0.0.1:6379/13]
+        [--max-seconds 900]
 
 One run:
 
@@ -17,18 +18,25 @@ One run:
   Django view at ``/empty`` (the project's settings and full middleware, this module's
   ``empty_wsgi``);
 * sends every shopper's join, ``POST /api/drops/<slug>/queue`` with the session cookie, the
-  CSRF cookie and header, a browser User-Agent and the solved proof-of-work, from one asyncio
-  process (aiohttp, ``--concurrency`` keep-alive connections), and the same requests to the
-  empty view. The rounds alternate between the two, and the rate is the median round. Rate
-  limits stay on: ``TRUSTED_PROXY_COUNT=1`` and one X-Forwarded-For address per shopper stand
-  for shoppers behind a proxy, since a single address would be limited at 120 joins a minute;
+  CSRF cookie and header, a browser User-Agent and the solved proof-of-work, over
+  ``--concurrency`` keep-alive connections, and the same requests to the empty view. The rounds
+  alternate between the two, and the rate is the median round. Rate limits stay on:
+  ``TRUSTED_PROXY_COUNT=1`` and one X-Forwarded-For address per shopper stand for shoppers behind
+  a proxy, since a single address would be limited at 120 joins a minute;
+* the load generator is ``wrk`` when it is on the PATH (the default; ``--wrk-threads`` threads):
+  each round's requests go to a file in the temporary directory, and ``bench/join_wrk.lua`` sends
+  each exactly once, then stops wrk; the round's rate is its responses over the time from wrk's
+  start to the last response, and p50/p99 are wrk's percentiles (after its coordinated-omission
+  correction), the median of the rounds. ``--load-generator aiohttp`` sends them from this process
+  instead (one asyncio event loop), which competes with the servers for the CPUs far more;
 * measures the Redis memory the queue keeps per waiting shopper: MEMORY USAGE of every bench key
   before and after the joins, by kind, and INFO's used_memory delta (Redis is shared, so that one
   is noisy).
 
 Redis keys go to database 13 (0 and 15 are refused) under the prefix ``fsbenchjoin`` and are
 deleted afterwards, as is the temporary database. Servers, Redis and the load generator share the
-machine's CPUs. The Markdown report goes to stdout, progress to stderr.
+machine's CPUs (each round's progress line says how much CPU the load generator used). The Markdown
+report goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -37,11 +45,15 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
+import math
 import os
 import re
+import resource
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,6 +71,7 @@ POW_COST = 10
 CSRF_TOKEN = "benchcsrf0123456789abcdefghijklm"  # noqa: S105  (32 characters: an unmasked CSRF secret)
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 WARMUP = 300
+WRK_SCRIPT = Path(__file__).resolve().parent / "join_wrk.lua"
 
 # --- The baseline: an empty Django view (gunicorn imports this module as ``bench.join``) -------
 
@@ -95,11 +108,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds each way, alternating (default 3)")
     parser.add_argument("--concurrency", type=int, default=64, help="connections in flight (default 64)")
     parser.add_argument("--workers", type=int, default=2, help="server processes of each way (default 2)")
+    wrk_found = shutil.which("wrk") is not None
+    parser.add_argument(
+        "--load-generator",
+        choices=("wrk", "aiohttp"),
+        default="wrk" if wrk_found else "aiohttp",
+        help="wrk (a child process; the default when it is on the PATH) or aiohttp (in this process)",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="Redis for the bench keys")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="bound on the whole run (default 900)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.joins < args.rounds or args.concurrency < 1 or args.workers < 1:
         parser.error("--rounds, --concurrency and --workers must be at least 1, --joins at least --rounds")
+    if args.load_generator == "wrk":
+        if not wrk_found:
+            parser.error("--load-generator wrk: no wrk on the PATH")
+        if args.wrk_threads < 1 or args.concurrency % args.wrk_threads:
+            parser.error("--wrk-threads must be at least 1 and divide --concurrency (each thread opens its share)")
+        if args.joins // args.rounds < args.wrk_threads:
+            parser.error("--wrk-threads must not exceed the joins of a round (each thread needs requests)")
     if int(urlsplit(args.redis_url).path.lstrip("/") or 0) in {0, 15}:
         parser.error("--redis-url must not point at Redis database 0 or 15 (the app's and the tests')")
     return args
@@ -163,7 +191,9 @@ class Way:
     path: str
     expect: int
     rates: list[float] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # seconds, every request (aiohttp)
+    p50s: list[float] = field(default_factory=list)  # seconds, one per round (wrk)
+    p99s: list[float] = field(default_factory=list)
     statuses: dict[int | str, int] = field(default_factory=dict)
     server_cpu: float = 0.0
     requests: int = 0
@@ -200,6 +230,64 @@ async def fire(way: Way, requests: list[tuple[str, dict]], concurrency: int, *, 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return len(requests) / (time.perf_counter() - started)
+
+
+def wrk_version() -> str:
+    """The first line of ``wrk -v`` without the copyright (wrk exits 1 after printing it)."""
+    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10, check=False).stdout
+    return out.splitlines()[0].split(" Copyright")[0] if out.strip() else "wrk (unknown version)"
+
+
+def write_requests(path: Path, requests: list[tuple[str, dict]]) -> Path:
+    """One request a line for bench/join_wrk.lua: the body, then header name, value, ..., tab-separated."""
+    with open(path, "w") as out:
+        for body, headers in requests:
+            fields = [body, *itertools.chain.from_iterable(headers.items())]
+            assert not any("\t" in f or "\n" in f for f in fields), "a field holds a tab or a newline"
+            out.write("\t".join(fields) + "\n")
+    return path
+
+
+def fire_wrk(way: Way, requests_file: Path, count: int, args: argparse.Namespace, deadline: float) -> dict:
+    """Send the file's ``count`` requests once each with wrk; return the script's WRKJSON summary."""
+    bound = math.ceil(deadline - time.monotonic())
+    if bound < 1:
+        raise TimeoutError("--max-seconds has passed")
+    threads = args.wrk_threads
+    cmd = ["wrk", f"-t{threads}", f"-c{args.concurrency}", f"-d{bound}s", "--timeout", "30s", "-s", str(WRK_SCRIPT)]
+    cmd += [f"http://127.0.0.1:{way.port}{way.path}", "--", str(requests_file), str(threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finished, stderr = 0, []
+    try:
+        for line in proc.stderr:
+            if line.startswith("WRKTHREADDONE "):
+                finished += 1
+                if finished == threads:
+                    break
+            else:  # a Lua error: wrk would go on with its default request until the bound
+                stderr.append(line)
+                proc.kill()
+        while proc.poll() is None:
+            if finished == threads:
+                # wrk's main thread sleeps for the whole -d unless interrupted; the threads have stopped.
+                proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2)
+        out = proc.stdout.read()
+        stderr.append(proc.stderr.read())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    lines = [line for line in out.splitlines() if line.startswith("WRKJSON ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {''.join(stderr)[-2000:]}{out[-2000:]}")
+    result = json.loads(lines[0].removeprefix("WRKJSON "))
+    if finished < threads or result["received"] != count:
+        raise RuntimeError(f"wrk ran out of time with {result['received']} of {count} responses: {result}")
+    return result
 
 
 def process_tree_cpu(pid: int) -> float:
@@ -296,23 +384,66 @@ def run(args: argparse.Namespace, tmp: str, procs: list[subprocess.Popen]) -> st
     empty = Way("empty Django view, gunicorn sync", empty_port, "/empty", 200)
     pids = {id(join): procs[0].pid, id(empty): procs[1].pid}
 
+    per_round = args.joins // args.rounds
+    chunks = [requests[WARMUP + n * per_round : WARMUP + (n + 1) * per_round] for n in range(args.rounds)]
+
+    def order(number: int) -> tuple[Way, Way]:
+        return (join, empty) if number % 2 == 0 else (empty, join)
+
+    def account(way: Way, number: int, count: int, rate: float, server_cpu: float, generator_cpu: float) -> None:
+        way.server_cpu += server_cpu
+        way.requests += count
+        way.rates.append(rate)
+        log(
+            f"round {number + 1}/{args.rounds}: {way.name}: {rate:,.0f}/s (CPU ms/request: "
+            f"server {server_cpu / count * 1000:.2f}, load generator {generator_cpu / count * 1000:.2f})"
+        )
+
     async def measure() -> None:
         log("warming up")
         await fire(join, requests[:WARMUP], args.concurrency, record=False)
         await fire(empty, requests[:WARMUP], args.concurrency, record=False)
-        per_round = args.joins // args.rounds
-        for number in range(args.rounds):
-            chunk = requests[WARMUP + number * per_round : WARMUP + (number + 1) * per_round]
-            for way in (join, empty) if number % 2 == 0 else (empty, join):
-                cpu0 = process_tree_cpu(pids[id(way)])
+        for number, chunk in enumerate(chunks):
+            for way in order(number):
+                cpu0, own0 = process_tree_cpu(pids[id(way)]), time.process_time()
                 rate = await fire(way, chunk, args.concurrency, record=True)
-                way.server_cpu += process_tree_cpu(pids[id(way)]) - cpu0
-                way.requests += len(chunk)
-                way.rates.append(rate)
-                log(f"round {number + 1}/{args.rounds}: {way.name}: {rate:,.0f}/s")
+                server_cpu = process_tree_cpu(pids[id(way)]) - cpu0
+                account(way, number, len(chunk), rate, server_cpu, time.process_time() - own0)
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def measure_wrk() -> None:
+        deadline = time.monotonic() + args.max_seconds
+        log("warming up")
+        warmup = write_requests(Path(tmp) / "wrk-warmup.tsv", requests[:WARMUP])
+        for way in (join, empty):
+            fire_wrk(way, warmup, WARMUP, args, deadline)
+        for number, chunk in enumerate(chunks):
+            requests_file = write_requests(Path(tmp) / f"wrk-round-{number + 1}.tsv", chunk)
+            for way in order(number):
+                cpu0, wrk0 = process_tree_cpu(pids[id(way)]), children_cpu()
+                result = fire_wrk(way, requests_file, len(chunk), args, deadline)
+                server_cpu = process_tree_cpu(pids[id(way)]) - cpu0
+                way.p50s.append(result["latency_us"]["p50"] / 1e6)
+                way.p99s.append(result["latency_us"]["p99"] / 1e6)
+                for status, count in result["statuses"].items():
+                    way.statuses[int(status)] = way.statuses.get(int(status), 0) + count
+                for kind in ("connect", "read", "write", "timeout"):  # "status" (4xx/5xx) is in the statuses
+                    if count := result["errors"][kind]:
+                        way.statuses[f"wrk {kind} errors"] = way.statuses.get(f"wrk {kind} errors", 0) + count
+                # span_us ends at the last response; summary.duration also holds wrk's wait for the SIGINT.
+                rate = result["received"] / (result["span_us"] / 1e6)
+                account(way, number, len(chunk), rate, server_cpu, children_cpu() - wrk0)
+                duration, span = result["duration_us"] / 1000, result["span_us"] / 1000
+                log(f"  wrk: summary.duration {duration:,.1f} ms, start to last response {span:,.1f} ms")
 
     used0, kinds0 = redis_memory(raw)
-    asyncio.run(asyncio.wait_for(measure(), args.max_seconds))
+    if args.load_generator == "wrk":
+        measure_wrk()
+    else:
+        asyncio.run(asyncio.wait_for(measure(), args.max_seconds))
     used1, kinds1 = redis_memory(raw)
     from waitingroom.redis_keys import queue_keys
 
@@ -320,7 +451,14 @@ def run(args: argparse.Namespace, tmp: str, procs: list[subprocess.Popen]) -> st
 
     facts = dict(machine_facts(raw))
     facts["Servers"] = f"uvicorn {version('uvicorn')} and gunicorn {version('gunicorn')}, {args.workers} workers each"
-    facts["Load generator"] = f"this process, one asyncio event loop, aiohttp {version('aiohttp')}"
+    if args.load_generator == "wrk":
+        threads = "1 thread" if args.wrk_threads == 1 else f"{args.wrk_threads} threads"
+        facts["Load generator"] = (
+            f"{wrk_version()} (a child process, bench/join_wrk.lua), {threads}, {args.concurrency} connections; "
+            "p50/p99 are wrk's (coordinated-omission corrected), the median of the rounds"
+        )
+    else:
+        facts["Load generator"] = f"this process, one asyncio event loop, aiohttp {version('aiohttp')}"
     lines = ["Machine:", ""]
     lines += [f"- {name}: {facts[name]}" for name in ("CPU", "Python", "Redis", "Servers", "Load generator")]
     lines += [f"- Load average: {facts['Load average']}"]
@@ -330,12 +468,16 @@ def run(args: argparse.Namespace, tmp: str, procs: list[subprocess.Popen]) -> st
         "| --- | ---: | --- | ---: | ---: | --- | ---: |",
     ]
     for way in (join, empty):
-        lat = sorted(way.latencies)
+        if way.latencies:
+            lat = sorted(way.latencies)
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        else:
+            p50, p99 = statistics.median(way.p50s), statistics.median(way.p99s)
         rounds = ", ".join(f"{r:,.0f}" for r in way.rates)
         statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(way.statuses.items(), key=str))
         lines.append(
-            f"| {way.name} | {statistics.median(way.rates):,.0f} | {rounds} | {percentile(lat, 50) * 1000:.1f} | "
-            f"{percentile(lat, 99) * 1000:.1f} | {statuses} | {way.server_cpu / max(way.requests, 1) * 1000:.2f} |"
+            f"| {way.name} | {statistics.median(way.rates):,.0f} | {rounds} | {p50 * 1000:.1f} | "
+            f"{p99 * 1000:.1f} | {statuses} | {way.server_cpu / max(way.requests, 1) * 1000:.2f} |"
         )
     for way in (join, empty):
         if set(way.statuses) != {way.expect}:
