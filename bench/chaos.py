@@ -311,18 +311,24 @@ def simulate(stack: Stack, args: argparse.Namespace, *, label: str, budget: floa
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    text = out_path.read_text(errors="replace")
-    try:
-        report = json.loads(text[text.index("{") :])
-    except ValueError:
-        tail = "\n".join(err_path.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"{label} run: simulate_drop printed no report (exit {proc.returncode}):\n{tail}") from None
-    report["exit_code"] = proc.returncode
+    report = report_read(out_path, err_path, proc.returncode, label=f"{label} run")
     report["starts_at_monotonic"] = starts_at
     log(
         f"{label} run: exit {proc.returncode}, oversold {report['oversold']}, 5xx {report['server_errors_5xx']}, "
         f"sold out at {report['time_to_sell_out_seconds']} s, {time.monotonic() - began:.0f} s"
     )
+    return report
+
+
+def report_read(out_path: Path, err_path: Path, returncode: int, *, label: str) -> dict:
+    """simulate_drop's JSON report from its output file (with its exit code), or RuntimeError with its log's tail."""
+    text = out_path.read_text(errors="replace")
+    try:
+        report = json.loads(text[text.index("{") :])
+    except ValueError:
+        tail = "\n".join(err_path.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"{label}: simulate_drop printed no report (exit {returncode}):\n{tail}") from None
+    report["exit_code"] = returncode
     return report
 
 
@@ -353,8 +359,9 @@ def machine_facts(stack: Stack, load_at_start: str) -> list[tuple[str, str]]:
         (
             "Stack",
             f"uvicorn {version('uvicorn')} x{stack.web_workers} worker, Celery {version('celery')} worker "
-            f"(concurrency {stack.celery_concurrency}) + beat, localstripe {version('localstripe')} behind a TCP "
-            f"proxy, Django {version('Django')}",
+            f"(concurrency {stack.celery_concurrency}) + beat, localstripe {version('localstripe')} "
+            f"{'behind a TCP proxy' if stack.proxy is not None else '(scripts/localstripe_server.py)'}, "
+            f"Django {version('Django')}",
         ),
         ("Load average", f"{load_at_start} at the start, {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end"),
     ]

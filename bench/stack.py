@@ -250,7 +250,7 @@ class Database:
 
 @dataclass
 class Stack:
-    """Redis, localstripe behind a proxy, uvicorn, a Celery worker and beat, against a private database."""
+    """Redis, localstripe (behind a proxy unless ``stripe_proxy``), uvicorn, a Celery worker and beat, a database."""
 
     log_dir: Path
     database: Database
@@ -258,6 +258,7 @@ class Stack:
     celery_concurrency: int = 2
     stripe_rate_limit: int = 1000
     pow_cost: int = 50
+    stripe_proxy: bool = True  # off: Stripe calls go straight to localstripe (nothing to break, no copying)
     redis: PrivateRedis = field(init=False)
     proxy: TcpProxy | None = field(init=False, default=None)
     services: dict[str, Service] = field(init=False, default_factory=dict)
@@ -271,7 +272,9 @@ class Stack:
         return f"http://127.0.0.1:{self.web_port}"
 
     def env(self) -> dict[str, str]:
-        assert self.proxy is not None
+        stripe_base = (
+            self.proxy.url if self.proxy is not None else f"http://127.0.0.1:{self.services['localstripe'].port}"
+        )
         metrics = self.log_dir / "prometheus"
         metrics.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "CELERY_"))}
@@ -279,7 +282,7 @@ class Stack:
             DJANGO_SETTINGS_MODULE="flashsale.settings.base",
             DATABASE_URL=self.database.url,
             REDIS_URL=self.redis.url,
-            STRIPE_API_BASE=self.proxy.url,
+            STRIPE_API_BASE=stripe_base,
             STRIPE_SECRET_KEY="sk_test_localstripe",  # noqa: S106 - localstripe's placeholder, the settings' default
             STRIPE_LOCALSTRIPE="1",
             STRIPE_RATE_LIMIT=str(self.stripe_rate_limit),
@@ -305,9 +308,12 @@ class Stack:
         stripe = Service("localstripe", stripe_cmd, dict(os.environ), self.log_dir, port=stripe_port)
         self.services["localstripe"] = stripe
         stripe.start()
-        self.proxy = TcpProxy(stripe_port)
-        self.proxy.up()
-        say(f"localstripe on {stripe_port}, proxy on {self.proxy.port}")
+        if self.stripe_proxy:
+            self.proxy = TcpProxy(stripe_port)
+            self.proxy.up()
+            say(f"localstripe on {stripe_port}, proxy on {self.proxy.port}")
+        else:
+            say(f"localstripe on {stripe_port}")
         env = self.env()
         say("migrating")
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)

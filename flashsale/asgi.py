@@ -1,18 +1,20 @@
-"""ASGI entry point: Django for HTTP, Channels for websockets."""
+"""ASGI entry point: Django for HTTP (through its WSGI handler, see wsgi_bridge), Channels for websockets."""
 
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings.base")
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from flashsale.api import OutageGuard  # noqa: E402
+from flashsale.wsgi_bridge import WsgiBridge  # noqa: E402
 from waitingroom.fastpath import QueueFastPath  # noqa: E402
 from waitingroom.routing import websocket_urlpatterns  # noqa: E402
 
@@ -24,7 +26,7 @@ gc.set_threshold(50_000, 50, 100)
 
 application = ProtocolTypeRouter(
     {
-        "http": QueueFastPath(django_asgi_app),
+        "http": QueueFastPath(WsgiBridge(django_wsgi_app, threads=settings.WEB_THREADS)),
         "websocket": OutageGuard(AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }
 )

@@ -77,9 +77,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
-    # Under ASGI every request's sync code runs in a thread of its own, so persistent connections
-    # (CONN_MAX_AGE) would pile up one per thread. A pool bounds them instead: requests wait for a
-    # connection rather than exhausting the server's max_connections.
+    # Django runs in threads (WEB_THREADS per web process, Celery's pool, channels' sync calls), so
+    # persistent connections (CONN_MAX_AGE) would be one per thread. A pool bounds them instead:
+    # requests wait for a connection rather than exhausting the server's max_connections.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     if env.bool("DATABASE_POOL", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
@@ -88,6 +88,10 @@ else:
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Django requests each web process runs at once (threads; see flashsale/wsgi_bridge.py). As many as
+# the database pool's connections: a request holds one from its first query to its end.
+WEB_THREADS = env.int("WEB_THREADS", default=env.int("DATABASE_POOL_SIZE", default=20))
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Prefix of every key flashsale writes to Redis itself (the cache has its own KEY_PREFIX).

@@ -47,6 +47,7 @@ class SimulationConfig:
     no_buy: float = 0.0
     rate: int = 500
     checkout_window: int = 60
+    cap_multiple: int = 3  # the drop's cap on unfinished admissions, times the free stock
     accounts_per_card: int = 0  # the drop's limit; 0: every shopper (all test cards share one fingerprint)
     concurrency: int = 500
     sockets: int = 10_000
@@ -73,8 +74,10 @@ class SimulationConfig:
             raise ValueError(f"--arrival is one of {', '.join(ARRIVALS)}")
         if self.sign_in not in SIGN_INS:
             raise ValueError(f"--sign-in is one of {', '.join(SIGN_INS)}")
-        if self.concurrency < 1 or self.rate < 1 or self.checkout_window < 10 or self.timeout <= 0:
-            raise ValueError("--concurrency and --rate must be at least 1, --checkout-window at least 10")
+        if self.concurrency < 1 or self.rate < 1 or self.cap_multiple < 1 or self.checkout_window < 10:
+            raise ValueError("--concurrency, --rate and --cap-multiple must be at least 1, --checkout-window 10")
+        if self.timeout <= 0:
+            raise ValueError("--timeout must be positive")
 
 
 @dataclass(frozen=True)

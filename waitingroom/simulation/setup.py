@@ -36,7 +36,7 @@ def drop_slug(config: SimulationConfig, now: datetime) -> str:
 
 def simulation_drop_schedule(*, config: SimulationConfig, starts_at: datetime, now: datetime) -> Drop:
     """Schedule the simulated drop: the pre-queue opens now, admission starts at ``starts_at``."""
-    return drop_schedule(
+    drop = drop_schedule(
         slug=drop_slug(config, now),
         title=f"Simulated drop ({config.shoppers:,} shoppers for {config.units:,} units)",
         price=PRICE,
@@ -49,6 +49,10 @@ def simulation_drop_schedule(*, config: SimulationConfig, starts_at: datetime, n
         # Stripe's test cards (pm_card_visa...) all share one card fingerprint.
         max_accounts_per_card=config.accounts_per_card or config.shoppers,
     )
+    if drop.admitted_cap_multiple != config.cap_multiple:
+        drop.admitted_cap_multiple = config.cap_multiple
+        drop.save(update_fields=["admitted_cap_multiple"])
+    return drop
 
 
 def simulation_shoppers_create(*, config: SimulationConfig, plans: list[ShopperPlan]) -> list[ShopperPlan]:

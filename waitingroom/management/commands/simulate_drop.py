@@ -50,6 +50,12 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=int, default=500, help="the drop's admissions per second")
         parser.add_argument("--checkout-window", type=int, default=60, help="seconds an admitted shopper may buy")
         parser.add_argument(
+            "--cap-multiple",
+            type=int,
+            default=3,
+            help="the drop's cap: admitted shoppers who have not finished, at most this many times the free stock",
+        )
+        parser.add_argument(
             "--accounts-per-card",
             type=int,
             default=0,
