@@ -50,19 +50,16 @@ from stack import ROOT, VENV_BIN, Database, Stack
 
 PY_SPY = VENV_BIN / "py-spy"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?):\d+\)$")
-# Where a sample's innermost frame lies, first match wins.
-AREAS = (
-    ("our code", ("/work/main/flashsale/", "/flashsale/", "/waitingroom/", "/inventory/", "/payments/")),
-    ("redis-py / hiredis", ("/redis/", "hiredis")),
-    ("Django", ("/django/",)),
-    ("channels / daphne / asgiref", ("/channels/", "/asgiref/", "/daphne/")),
-    ("uvicorn / httptools / websockets", ("/uvicorn/", "/httptools/", "/websockets/", "/uvloop/")),
-    ("Stripe SDK / requests / urllib3", ("/stripe/", "/requests/", "/urllib3/", "/http/client")),
-    ("psycopg", ("/psycopg",)),
-    ("Celery / kombu / billiard", ("/celery/", "/kombu/", "/billiard/", "/vine/")),
-    ("altcha / hashlib / hmac", ("/altcha/", "hashlib", "hmac")),
-    ("asyncio / selectors / ssl / socket", ("/asyncio/", "selectors", "/ssl", "socket")),
-    ("json / pickle / logging / prometheus", ("/json/", "pickle", "/logging/", "/prometheus_client/")),
+OUR_PACKAGES = ("flashsale", "waitingroom", "inventory", "payments")
+# Frames of ours that every request passes through: a sample is put down to the first frame below them.
+PLUMBING = (
+    "flashsale/asgi.py",
+    "flashsale/wsgi_bridge.py",
+    "flashsale/metrics.py",
+    "flashsale/api.py",
+    "flashsale/logs.py",
+    "flashsale/ratelimits.py",
+    "flashsale/net.py",
 )
 
 
@@ -130,27 +127,36 @@ def py_spy_stop(proc: subprocess.Popen) -> None:
 
 
 def samples_read(path: Path) -> tuple[collections.Counter, collections.Counter, int]:
-    """(samples by area, samples by innermost function, all samples) from py-spy's raw (collapsed) file."""
-    areas: collections.Counter = collections.Counter()
-    leaves: collections.Counter = collections.Counter()
+    """(samples by what was being served, samples by package of the innermost frame, all samples).
+
+    py-spy's raw file is one collapsed stack a line, outermost frame first, then the count. What was
+    being served is the outermost frame of our own code below the plumbing every request passes
+    through (the view, consumer or lean path); Django's middleware or the event loop otherwise.
+    """
+    served: collections.Counter = collections.Counter()
+    packages: collections.Counter = collections.Counter()
     total = 0
     if not path.exists():
-        return areas, leaves, 0
+        return served, packages, 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
+        frames = [m for m in (FRAME.match(f.strip()) for f in stack.split(";")) if m is not None]
+        if not count.isdigit() or not frames:
             continue
         n = int(count)
-        frames = [f.strip() for f in stack.split(";")]
-        match = FRAME.match(frames[-1]) if frames else None
-        if match is None:
-            continue
         total += n
-        file = match["file"]
-        areas[next((name for name, marks in AREAS if any(m in file for m in marks)), "other")] += n
-        short = file.split("site-packages/")[-1].split("/work/main/")[-1].split("lib/python3.11/")[-1]
-        leaves[f"{match['func']} ({short})"] += n
-    return areas, leaves, total
+        top = frames[-1]["file"].split("/")[0].removesuffix(".py")
+        packages["our code" if top in OUR_PACKAGES else top] += n
+        ours = next(
+            (f for f in frames if f["file"].startswith(OUR_PACKAGES) and not f["file"].startswith(PLUMBING)), None
+        )
+        if ours is not None:
+            served[f"{ours['func']} ({ours['file']})"] += n
+        elif any(f["file"].startswith("django/core/handlers/") for f in frames):
+            served["Django's middleware (sessions, auth, CSRF) outside our views"] += n
+        else:
+            served["event loop: HTTP and websocket protocol, asyncio"] += n
+    return served, packages, total
 
 
 def simulate(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict:
@@ -213,14 +219,14 @@ def markdown(args, report: dict, facts, baseline: str, cpu: dict[str, float], pr
     lines += ["", "CPU seconds used during the run, by process (with its children):", ""]
     lines += ["| Process | CPU s |", "| --- | ---: |"]
     lines += [f"| {name} | {seconds:,.0f} |" for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])]
-    for name, (areas, leaves, total) in profiles.items():
+    for name, (served, packages, total) in profiles.items():
         if not total:
             continue
         lines += ["", f"Where the {name} time went (py-spy, {total:,} samples of the thread holding the GIL):", ""]
-        lines += ["| Area (innermost frame) | Share |", "| --- | ---: |"]
-        lines += [f"| {area} | {n / total:.0%} |" for area, n in areas.most_common()]
-        lines += ["", "| Innermost function | Share |", "| --- | ---: |"]
-        lines += [f"| `{func}` | {n / total:.1%} |" for func, n in leaves.most_common(12)]
+        lines += ["| Serving | Share |", "| --- | ---: |"]
+        lines += [f"| `{what}` | {n / total:.1%} |" for what, n in served.most_common(12)]
+        lines += ["", "| Package of the innermost frame | Share |", "| --- | ---: |"]
+        lines += [f"| {package} | {n / total:.1%} |" for package, n in packages.most_common(12)]
     return "\n".join(lines)
 
 

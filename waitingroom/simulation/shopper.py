@@ -33,7 +33,7 @@ CONFLICT_WAIT = 0.5
 POLL_SECONDS = 1.0  # at least (the shopper's read limit is 120/min)
 POLL_MAX_SECONDS = 30.0  # at most
 POLL_ETA_SHARE = 8  # an eighth of the ETA between them
-POLL_START_SPREAD = 5.0  # pre-queued shoppers read their ticket within this long after the start
+POLL_START_SPREAD = 15.0  # pre-queued shoppers read their ticket within this long after the start (timers differ)
 SILENCE_SECONDS = 5.0  # the server sends a drop frame every tick; this long without one, read the entry
 POW_ATTEMPTS = 3
 
