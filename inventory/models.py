@@ -72,7 +72,7 @@ class Drop(models.Model):
     max_accounts_per_device = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1)], help_text="Accounts that may queue from one device."
     )
-    max_accounts_per_card = models.PositiveSmallIntegerField(
+    max_accounts_per_card = models.PositiveIntegerField(
         default=1,
         validators=[MinValueValidator(1)],
         help_text="Accounts that may queue with one card (Stripe's card fingerprint). Stripe's test cards all "
