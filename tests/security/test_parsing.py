@@ -205,7 +205,7 @@ def test_fast_path_json_answers_a_dict_or_400(body):
 @example(header='sessionid="\\')
 @example(header="a=b; =c; ;;; sessionid=\x00")
 def test_fast_path_cookies_never_raise(header):
-    cookies = fastpath._cookies(header)
+    cookies = fastpath.parse_cookie(header)  # the fast path reads cookies as Django does
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in cookies.items())
 
 
