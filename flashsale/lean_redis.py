@@ -3,7 +3,8 @@
 redis-py's asyncio client costs a join more than the rest of the lean path together: it packs
 commands in Python, takes and returns a pooled connection, and wraps every write in
 ``asyncio.wait_for`` (a task per call). Here every caller shares one connection: a command is
-packed by hiredis and written at once, its reply is matched by order (Redis answers in the order
+packed by hiredis and written with the others of the same loop iteration (one system call for
+all the joins that reached Redis together), its reply is matched by order (Redis answers in the order
 it was asked) and parsed by hiredis as it arrives. Many joins in flight become one stream of
 commands on one socket, which Redis also serves with fewer reads.
 
@@ -33,6 +34,7 @@ class _Protocol(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.outgoing: list[bytes] = []  # commands of this loop iteration, written together
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -52,10 +54,19 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(RedisConnectionError(f"Redis connection lost: {exc or 'closed'}"))
 
     def send(self, args: tuple) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.waiting.append(future)
-        self.transport.write(hiredis.pack_command(args))
+        if not self.outgoing:
+            loop.call_soon(self._flush)
+        self.outgoing.append(hiredis.pack_command(args))
         return future
+
+    def _flush(self) -> None:
+        """Write every command asked for since the last flush in one system call."""
+        data, self.outgoing = b"".join(self.outgoing), []
+        if not self.lost:
+            self.transport.write(data)
 
 
 class LeanRedis:
