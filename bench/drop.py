@@ -4,7 +4,7 @@ Usage (from the project root):
 
     .venv/bin/python bench/drop.py [--shoppers 100000] [--units 1000] [--rate 500] [--cap-multiple 10]
         [--arrival prequeue] [--prequeue 900] [--bots 0.01] [--declined 0.01] [--no-buy 0.05]
-        [--concurrency 200] [--sockets 15000] [--web-workers 2] [--profile-rate 10] [--timeout 3600]
+        [--concurrency 200] [--sockets 18000] [--web-workers 2] [--profile-rate 10] [--timeout 3600]
         [--database flashsale_drop] [--keep-logs]
 
 It starts the stack as ``make run`` does (uvicorn with ``--web-workers`` processes, a Celery worker
@@ -73,14 +73,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--units", type=int, default=1_000)
     p.add_argument("--rate", type=int, default=500, help="the drop's admissions per second")
     p.add_argument("--cap-multiple", type=int, default=10, help="the drop's cap on unfinished admissions")
-    p.add_argument("--checkout-window", type=int, default=60)
+    p.add_argument("--checkout-window", type=int, default=120)
     p.add_argument("--arrival", choices=("burst", "prequeue"), default="prequeue")
     p.add_argument("--prequeue", type=float, default=900.0, help="seconds of the pre-queue (prequeue arrival)")
     p.add_argument("--bots", type=float, default=0.01)
     p.add_argument("--declined", type=float, default=0.01)
     p.add_argument("--no-buy", type=float, default=0.05)
     p.add_argument("--concurrency", type=int, default=200, help="simulate_drop's HTTP requests in flight")
-    p.add_argument("--sockets", type=int, default=15_000, help="simulate_drop's websockets at most")
+    p.add_argument("--sockets", type=int, default=18_000, help="simulate_drop's websockets at most")
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--profile-rate", type=int, default=10, help="py-spy samples per second (0: no py-spy)")
     p.add_argument("--timeout", type=float, default=3600.0, help="simulate_drop --timeout")

@@ -91,10 +91,10 @@ function renderEntry(entry) {
 // --- live updates: websocket first, polling while it is down -----------------------------------
 let socket = null, backoff = 500, pollTimer = null, pollRun = 0, pollRuns = 0;
 // While the socket is down, read again soon when admission is near and seldom when it is far:
-// an eighth of the ETA, between 2 and 30 seconds.
+// a quarter of the ETA, between 2 and 30 seconds.
 function pollDelay() {
   const eta = lastEntry ? lastEntry.eta_seconds : null;
-  return eta == null ? 2000 : Math.min(30000, Math.max(2000, (eta * 1000) / 8));
+  return eta == null ? 2000 : Math.min(30000, Math.max(2000, (eta * 1000) / 4));
 }
 function startPolling() {
   if (pollRun) return;

@@ -24,7 +24,7 @@ from .beat import LocalBeat, Monitor
 from .config import SimulationConfig, shoppers_plan
 from .report import OPEN_AUTHORIZATIONS, RunTimes, report_build
 from .setup import simulation_drop_schedule, simulation_shoppers_create
-from .shopper import Network, Shopper, pow_solve
+from .shopper import LANES, Lane, Network, Shopper, pow_solve
 from .stats import ShopperStats
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def simulation_run(config: SimulationConfig, *, progress: TextIO | None = None) 
     """Run the whole simulation against ``config.url`` and return the report (see ``report_build``)."""
     progress = progress if config.progress else None
     files = files_limit_raise()
-    sockets = min(config.sockets, max(0, files - config.concurrency - 200))
+    sockets = min(config.sockets, max(0, files - len(LANES) * config.concurrency - 200))
     began = time.monotonic()
     plans = shoppers_plan(config)
     _say(progress, f"creating {len(plans):,} shoppers ({config.sign_in} sign-in)...")
@@ -146,18 +146,23 @@ async def _drive(
 
     # Idle connections close before the server's keep-alive ends (uvicorn: 5 s), so that a request
     # never goes out on a connection the server is closing.
-    http = aiohttp.TCPConnector(
-        limit=config.concurrency, limit_per_host=config.concurrency, keepalive_timeout=KEEPALIVE_SECONDS
-    )
+    lanes = {
+        name: Lane(
+            aiohttp.TCPConnector(
+                limit=config.concurrency, limit_per_host=config.concurrency, keepalive_timeout=KEEPALIVE_SECONDS
+            ),
+            asyncio.Semaphore(config.concurrency),
+        )
+        for name in LANES
+    }
     ws = aiohttp.TCPConnector(limit=0)
     try:
-        await _check_server(base, http, slug)
+        await _check_server(base, lanes["others"].connector, slug)
         net = Network(
             base_url=base,
             slug=slug,
-            http=http,
+            lanes=lanes,
             ws=ws,
-            requests=asyncio.Semaphore(config.concurrency),
             sockets=asyncio.Semaphore(max(1, sockets)),
             solve=solve,
             stats=stats,
@@ -181,7 +186,8 @@ async def _drive(
         _progress_line(progress, stats, monitor, len(plans), arrivals_began, final=True)
         return len(pending), arrivals_began
     finally:
-        await http.close()
+        for lane in lanes.values():
+            await lane.connector.close()
         await ws.close()
         if solver_pool is not None:
             solver_pool.shutdown(cancel_futures=True)

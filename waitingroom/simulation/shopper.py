@@ -30,10 +30,10 @@ MAX_ATTEMPTS = 30
 CONFLICT_WAIT = 0.5
 # GET .../queue while the socket is down, as the page does: soon when admission is near, seldom when
 # it is far (a fixed second would be 80,000 requests a second from the shoppers without a socket).
-POLL_SECONDS = 1.0  # at least (the shopper's read limit is 120/min)
+POLL_SECONDS = 2.0  # at least, as the page (the shopper's read limit is 120/min)
 POLL_MAX_SECONDS = 30.0  # at most
-POLL_ETA_SHARE = 8  # an eighth of the ETA between them
-POLL_START_SPREAD = 15.0  # pre-queued shoppers read their ticket within this long after the start (timers differ)
+POLL_ETA_SHARE = 4  # a quarter of the ETA between them: reads close in on the admission
+POLL_START_SPREAD = 30.0  # pre-queued shoppers read their ticket within this long after the start
 SILENCE_SECONDS = 5.0  # the server sends a drop frame every tick; this long without one, read the entry
 POW_ATTEMPTS = 3
 
@@ -55,15 +55,26 @@ class JourneyOver(Exception):
         self.outcome = outcome
 
 
+# Shoppers' requests go out on lanes, each with its own connections and limit: in real life
+# thousands of position reads or card holds of other shoppers do not hold up one shopper's purchase.
+LANES = ("reads", "purchases", "others")
+LANE_OF_STEP = {"position": "reads", "purchase": "purchases"}
+
+
+@dataclass
+class Lane:
+    connector: aiohttp.BaseConnector
+    in_flight: asyncio.Semaphore
+
+
 @dataclass
 class Network:
     """What all shoppers share: the server, the connection pools and their limits, the solver, the counters."""
 
     base_url: URL
     slug: str
-    http: aiohttp.BaseConnector
+    lanes: dict[str, Lane]  # HTTP connections and requests in flight, by lane (see LANES)
     ws: aiohttp.BaseConnector
-    requests: asyncio.Semaphore  # HTTP requests in flight
     sockets: asyncio.Semaphore  # websockets open
     solve: Callable[[dict], Awaitable[str]]
     stats: ShopperStats
@@ -86,20 +97,20 @@ class Shopper:
         self.headers = {"User-Agent": plan.user_agent, "Accept": "application/json", "Accept-Language": "en-US,en"}
         if net.forwarded_for:
             self.headers["X-Forwarded-For"] = plan.address
-        self.http: aiohttp.ClientSession | None = None
+        self.sessions: dict[str, aiohttp.ClientSession] = {}
 
     async def run(self) -> str:
         """Make the whole journey; return how it ended."""
         self.stats.steps["arrived"] += 1
         if self.plan.session_key:
             self.jar.update_cookies({self.net.session_cookie: self.plan.session_key}, response_url=self.net.base_url)
-        async with aiohttp.ClientSession(
-            connector=self.net.http, connector_owner=False, cookie_jar=self.jar, headers=self.headers
-        ) as self.http:
-            try:
-                return await self._journey()
-            except JourneyOver as over:
-                return over.outcome
+        try:
+            return await self._journey()
+        except JourneyOver as over:
+            return over.outcome
+        finally:
+            for session in self.sessions.values():
+                await session.close()
 
     async def _journey(self) -> str:
         await self._sign_in()
@@ -199,6 +210,9 @@ class Shopper:
             silence = max(SILENCE_SECONDS, self.net.starts_at - now + SILENCE_SECONDS)
             try:
                 message = await ws.receive(timeout=min(silence, self.net.deadline - now))
+            except (aiohttp.ClientError, ConnectionError):  # closed under us (answering a ping, say)
+                self.stats.sockets["dropped"] += 1
+                return None
             except TimeoutError:
                 self.stats.sockets["silent"] += 1
                 entry = await self._read_entry()
@@ -253,17 +267,16 @@ class Shopper:
         self, step: str, method: str, path: str, *, body: dict | None = None, headers: dict | None = None
     ) -> tuple[int, dict]:
         """Send a request (again after a 429/503 with Retry-After, or a conflict); return the status and JSON."""
-        assert self.http is not None  # noqa: S101 - run() opens the session first
         extra = dict(headers or {})
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if method != "GET":
                 extra["X-CSRFToken"] = self._csrf_token()
-            async with self.net.requests:
+            lane = LANE_OF_STEP.get(step, "others")
+            http = self._session(lane)
+            async with self.net.lanes[lane].in_flight:
                 started = time.monotonic()
                 try:
-                    async with self.http.request(
-                        method, self.net.base_url.with_path(path), json=body, headers=extra
-                    ) as r:
+                    async with http.request(method, self.net.base_url.with_path(path), json=body, headers=extra) as r:
                         status, raw, retry_after = r.status, await r.read(), r.headers.get("Retry-After")
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     self.stats.no_answer(step, exc)
@@ -279,6 +292,15 @@ class Shopper:
                 raise JourneyOver("timed_out")
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _session(self, lane: str) -> aiohttp.ClientSession:
+        session = self.sessions.get(lane)
+        if session is None:  # one per lane, all with this shopper's cookies
+            session = self.sessions[lane] = aiohttp.ClientSession(
+                connector=self.net.lanes[lane].connector, connector_owner=False, cookie_jar=self.jar,
+                headers=self.headers,
+            )  # fmt: skip
+        return session
 
     def _csrf_token(self) -> str:
         cookie = self.jar.filter_cookies(self.net.base_url).get(self.net.csrf_cookie)

@@ -61,7 +61,13 @@ class Command(BaseCommand):
             default=0,
             help="the drop's accounts per card (0: all shoppers; Stripe's test cards share one fingerprint)",
         )
-        parser.add_argument("--concurrency", type=int, default=500, help="HTTP requests in flight at most")
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=500,
+            help="HTTP requests in flight at most, in each of two lanes "
+            "(position reads of shoppers without a socket; everything else)",
+        )
         parser.add_argument(
             "--sockets",
             type=int,
