@@ -76,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     # Only here, not at import: uvicorn imports this module for the baseline, and with bench/ first on
     # its path bench/inventory.py would shadow the inventory app.
     sys.path.insert(0, str(ROOT / "bench"))
+    import fanout
     from fanout import free_port, machine_facts
     from join import process_tree_cpu, start_server, stop_server
+
+    fanout.LOAD_AT_START = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     args = parse_args(argv)
     if shutil.which("wrk") is None:
