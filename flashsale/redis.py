@@ -1,4 +1,4 @@
-"""The Redis connections the project's own scripts use: django-redis's pool, and one asyncio pool per loop."""
+"""The Redis connections the project's own scripts use: django-redis's pool, and one asyncio client per loop."""
 
 import asyncio
 from urllib.parse import urlsplit
