@@ -91,3 +91,66 @@ def test_a_shopper_without_a_socket_polls_by_the_eta():
     assert 0.8 * 80 / 4 <= poll_wait({"eta_seconds": 80}, until_start=-1) <= 1.2 * 80 / 4
     assert poll_wait({"eta_seconds": 0}, until_start=-1) <= 2 * 1.2
     assert poll_wait({"eta_seconds": None}, until_start=-1) <= 2 * 1.2
+
+
+def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_browser_does():
+    import asyncio
+    import time
+
+    import aiohttp
+    from yarl import URL
+
+    from waitingroom.simulation.config import Role, ShopperPlan
+    from waitingroom.simulation.shopper import LANES, Lane, Network, Shopper
+    from waitingroom.simulation.stats import ShopperStats
+
+    async def scenario(drops: int):
+        seen = []
+
+        async def handle(reader, writer):  # closes the first `drops` connections without an answer
+            await reader.readuntil(b"\r\n\r\n")
+            seen.append(len(seen))
+            if len(seen) <= drops:
+                writer.close()
+                return
+            body = b'{"authenticated": true}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))  # fmt: skip
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        stats = ShopperStats()
+        net = Network(
+            base_url=URL(f"http://127.0.0.1:{port}"), slug="s", ws=aiohttp.TCPConnector(),
+            lanes={name: Lane(aiohttp.TCPConnector(), asyncio.Semaphore(4)) for name in LANES},
+            sockets=asyncio.Semaphore(1), solve=None, stats=stats, starts_at=time.monotonic(),
+            deadline=time.monotonic() + 30, forwarded_for=False, session_cookie="sessionid", csrf_cookie="csrftoken",
+        )  # fmt: skip
+        plan = ShopperPlan(0, "s0", Role.BUYER, "pm_card_visa", "ua", {}, "fp-00000000", "10.0.0.1", 0.0)
+        shopper = Shopper(plan, net)
+        try:
+            # A POST: aiohttp repeats a GET on a dropped connection by itself
+            return await shopper._call("sign_in", "POST", "/api/session", body={}), stats
+        except Exception as exc:  # the journey's end (JourneyOver) is the answer under test
+            return exc, stats
+        finally:
+            for session in shopper.sessions.values():
+                await session.close()
+            for lane in net.lanes.values():
+                await lane.connector.close()
+            await net.ws.close()
+            server.close()
+
+    # Given a server that closes the first connection before answering
+    answer, stats = asyncio.run(scenario(drops=1))
+    # Then the request is sent once more and answered
+    assert answer == (200, {"authenticated": True})
+    assert sum(stats.resent.values()) == 1
+    assert not stats.unanswered
+
+    # Given a server that closes the connection twice: the shopper gives up, counted as unanswered
+    answer, stats = asyncio.run(scenario(drops=2))
+    assert getattr(answer, "outcome", None) == "no_answer_sign_in"
+    assert sum(stats.unanswered.values()) == 1

@@ -131,6 +131,7 @@ def report_build(
         "server_errors_5xx": server_errors,
         "server_errors": dict(stats.server_errors.most_common()),
         "unanswered_requests": dict(stats.unanswered.most_common()),
+        "resent_after_dropped_connection": dict(stats.resent.most_common()),
         "outcomes": dict(stats.outcomes.most_common()),
         "bots": {"blocked": bots.blocked, "flagged": bots.flagged},
         "admission_rate": admission_rate_measure(

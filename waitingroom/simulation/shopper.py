@@ -36,6 +36,8 @@ POLL_ETA_SHARE = 4  # a quarter of the ETA between them: reads close in on the a
 POLL_START_SPREAD = 30.0  # pre-queued shoppers read their ticket within this long after the start
 SILENCE_SECONDS = 5.0  # the server sends a drop frame every tick; this long without one, read the entry
 POW_ATTEMPTS = 3
+# The connection closed before an answer came (a kept-alive connection the server had just closed).
+DROPPED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 def poll_wait(entry: dict, *, until_start: float) -> float:
@@ -268,6 +270,7 @@ class Shopper:
     ) -> tuple[int, dict]:
         """Send a request (again after a 429/503 with Retry-After, or a conflict); return the status and JSON."""
         extra = dict(headers or {})
+        resent = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if method != "GET":
                 extra["X-CSRFToken"] = self._csrf_token()
@@ -278,6 +281,15 @@ class Shopper:
                 try:
                     async with http.request(method, self.net.base_url.with_path(path), json=body, headers=extra) as r:
                         status, raw, retry_after = r.status, await r.read(), r.headers.get("Retry-After")
+                except DROPPED_CONNECTION as exc:
+                    if resent or attempt == MAX_ATTEMPTS:
+                        self.stats.no_answer(step, exc)
+                        raise JourneyOver(f"no_answer_{step}") from None
+                    # As a browser does when a kept-alive connection is closed under a request: send it
+                    # once more on a new one (every step is safe to repeat: the API answers a repeat).
+                    self.stats.resent[f"{step}: {type(exc).__name__}"] += 1
+                    resent = True
+                    continue
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     self.stats.no_answer(step, exc)
                     raise JourneyOver(f"no_answer_{step}") from None
