@@ -183,6 +183,8 @@ def make_drop(slug: str, quantity: int, rate: int):
         prequeue_opens_at=now - timedelta(seconds=2),
         admission_rate=rate,
         checkout_window=600,
+        # Stripe's test cards all share one card fingerprint: every bench shopper pays with "the same card".
+        max_accounts_per_card=quantity,
     )
     type(drop).objects.filter(pk=drop.pk).update(admitted_cap_multiple=1000)
     drop.refresh_from_db()
