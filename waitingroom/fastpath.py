@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.cached_db import KEY_PREFIX as SESSION_CACHE_PREFIX
@@ -94,8 +94,9 @@ class QueueFastPath:
         cookies = parse_cookie(headers.get("cookie", ""))  # as Django reads request.COOKIES
         fresh, drop = selectors.drop_cached_peek(slug=slug)
         if not fresh:
-            # At most once a second per process and drop: read it in a thread, as Django would.
-            drop = await sync_to_async(selectors.drop_cached_get)(slug=slug)
+            # At most once a second per process and drop: read it in a thread, as Django would, and give
+            # the connection back afterwards (outside a request nothing else closes it).
+            drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
         session = await _session(cookies.get(settings.SESSION_COOKIE_NAME, ""))
         request = _request(scope, headers, cookies)
         try:
