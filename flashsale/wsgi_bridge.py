@@ -10,8 +10,9 @@ the queue's lean path (``waitingroom.fastpath``) stay on the event loop.
 
 The pool bounds how many requests run Django code at once (``WEB_THREADS`` per process); requests
 beyond it wait on the loop. Bodies are read whole, up to ``DATA_UPLOAD_MAX_MEMORY_SIZE`` plus a
-margin; a larger body is refused with 413 before Django sees it. Responses are sent whole too
-(the API's answers and the static files are small).
+margin; a larger body is refused with 413 before Django sees it, and a request whose client leaves
+before its body arrived whole is not run at all (as Django's ASGI handler does). Responses are sent
+whole too (the API's answers and the static files are small).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class WsgiBridge:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="django")
 
     async def __call__(self, scope, receive, send) -> None:
-        body = await _read_body(receive, limit=_body_limit())
+        try:
+            body = await _read_body(receive, limit=_body_limit())
+        except ClientGone:
+            return  # as Django's ASGI handler: a request whose body never arrived whole is not run
         if body is None:  # the API's error shape (flashsale.api), whatever the path
             content = json.dumps({"error": {"code": "request_too_large", "message": "The request body is too large."}})
             await send(
@@ -73,13 +77,17 @@ def _body_limit() -> int | None:
     return None if limit is None else limit + BODY_MARGIN
 
 
+class ClientGone(Exception):
+    """The client disconnected before the whole request body arrived."""
+
+
 async def _read_body(receive, *, limit: int | None) -> bytes | None:
-    """The whole request body, or None when it is larger than ``limit``."""
+    """The whole request body, or None when it is larger than ``limit``; ClientGone if the client left."""
     chunks, size = [], 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away: an empty body, Django answers
-            break
+        if message["type"] != "http.request":  # http.disconnect: a cut-off body must not reach a view
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if limit is not None and size > limit:

@@ -116,3 +116,29 @@ def test_requests_beyond_the_threads_wait_instead_of_failing(live_url):
         bridge.executor.shutdown(wait=True)
         bridge.executor = original
     assert results == [200] * 20
+
+
+def test_a_request_whose_body_is_cut_off_by_a_disconnect_never_reaches_django():
+    # Given a purchase whose client goes away before its body arrives (Django would read an empty body as {})
+    from asgiref.sync import async_to_sync
+
+    calls, sent = [], []
+    messages = [{"type": "http.request", "body": b"", "more_body": True}, {"type": "http.disconnect"}]
+
+    def wsgi_app(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        start_response("201 Created", [])
+        return [b"{}"]
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    # When the bridge reads it
+    async_to_sync(WsgiBridge(wsgi_app, threads=1))(scope(path="/api/drops/d/purchase"), receive, send)
+
+    # Then the view never runs and nothing is answered
+    assert calls == []
+    assert sent == []

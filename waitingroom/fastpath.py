@@ -40,6 +40,7 @@ from flashsale.lua import lua_source
 from flashsale.metrics import JOINS
 from flashsale.net import client_ip
 from flashsale.redis import async_redis_client
+from flashsale.wsgi_bridge import ClientGone
 from inventory.errors import InventoryError
 from inventory.redis_keys import drop_tag
 
@@ -74,7 +75,10 @@ class QueueFastPath:
         if match is None or scope["method"] not in ("GET", "POST") or not settings.WAITINGROOM_FAST_PATH:
             await self.app(scope, receive, send)
             return
-        body, larger, more = await _read_body(receive)
+        try:
+            body, larger, more = await _read_body(receive)
+        except ClientGone:
+            return  # the body was cut off: nothing to answer, nothing to join
         try:
             if larger:
                 raise FallThrough
@@ -176,7 +180,7 @@ async def _read_body(receive) -> tuple[bytes, bool, bool]:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), False, False
+            raise ClientGone
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)

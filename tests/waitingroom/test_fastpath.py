@@ -192,3 +192,28 @@ def test_joins_are_counted_in_the_join_call_and_bad_ones_too(shopper, live, sett
     assert (third[0], third[1]["error"]["code"]) == (429, "rate_limited")
     assert 1 <= int(third[2]["retry-after"]) <= 60
     assert redis.hlen(queue_keys(live.pk).entries) == 1
+
+
+def test_a_join_whose_body_is_cut_off_by_a_disconnect_is_neither_run_nor_answered():
+    # Given a client that sends half its join body and goes away
+    django = Django()
+    sent = []
+    messages = [
+        {"type": "http.request", "body": b'{"altcha": "', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/drops/any/queue", "headers": [], "query_string": b""}
+
+    # When the fast path reads it
+    async_to_sync(QueueFastPath(django))(scope, receive, send)
+
+    # Then nothing answers and nothing reaches Django
+    assert sent == []
+    assert django.calls == []
