@@ -207,7 +207,8 @@ def markdown(args, report: dict, facts, baseline: str, cpu: dict[str, float], pr
     off = "" if not free else f" ({(free - rate['setting']) / rate['setting'] * 100:+.1f}% of the setting)"
     lines += [
         f"| Admission rate | set {rate['setting']}/s (the baseline); measured {free}/s in free flow "
-        f"over {rate['free_flow_seconds']} s{off}; {rate['while_moving']}/s while the queue moved "
+        f"over {rate['free_flow_seconds']} s and {rate['free_flow_ticks']} ticks, on the ticks' Redis clock{off}; "
+        f"{rate['free_flow_sampled']}/s on the sampler's clock; {rate['while_moving']}/s while the queue moved "
         f"({rate['while_moving_seconds']} s) |",
         f"| Baseline: GET /healthz on this stack (wrk, 5 s, before the drop) | {baseline} |",
         f"| Join latency p50 / p99 | {report['join_latency_ms']['p50']} / {report['join_latency_ms']['p99']} ms |",

@@ -35,6 +35,7 @@ class Sample:
     stock: int | None  # units free in Redis
     holds: int  # claims held in Redis
     length: int  # shoppers queued
+    tick_at: float | None = None  # Redis clock (s) of the last admission tick, which set ``serving``
 
 
 class Monitor(threading.Thread):
@@ -50,15 +51,16 @@ class Monitor(threading.Thread):
         q, inv = queue_keys(self.drop_id), inventory_keys(self.drop_id)
         client = redis_client()
         while not self.stopping.is_set():
-            pipe = client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=True)  # one snapshot: serving and the tick that set it
             pipe.get(q.serving)
             pipe.get(q.last_ticket)
             pipe.zcard(q.admitted)
             pipe.get(inv.stock)
             pipe.hlen(inv.holds)
             pipe.hlen(q.entries)
+            pipe.hget(q.tick, "last")
             try:
-                serving, last_ticket, admitted, stock, holds, length = pipe.execute()
+                serving, last_ticket, admitted, stock, holds, length, tick_ms = pipe.execute()
             except RedisError as exc:
                 logger.warning("monitor could not read the drop: %s", exc)
             else:
@@ -71,6 +73,7 @@ class Monitor(threading.Thread):
                         stock=None if stock is None else int(stock),
                         holds=int(holds),
                         length=int(length),
+                        tick_at=None if tick_ms is None else int(float(tick_ms)) / 1000,
                     )
                 )
             self.stopping.wait(SAMPLE_SECONDS)

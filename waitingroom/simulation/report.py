@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -38,9 +39,14 @@ def admission_rate_measure(samples: list[Sample], *, cap_multiple: int, rate: in
     admission back (more than a second's worth of tickets waited and the cap, ``cap_multiple`` x
     free stock minus the admitted, had room for more than a second's worth); ``while_moving``
     does it from the queue's first step to its last, whatever held it back in between.
+
+    The time between two steps is read on the Redis clock of the ticks that made them (the
+    sampler reads ``serving`` and the tick's time in one transaction), so a quarter-second
+    sampling period does not blur a stretch of a few ticks; ``free_flow_sampled`` is the same
+    measure on the sampler's own clock.
     """
     steps = [after for before, after in itertools.pairwise(samples) if after.serving > before.serving]
-    free_admitted = free_seconds = 0.0
+    stretches: list[list[Sample]] = []
     stretch: list[Sample] = []
     for before, after in itertools.pairwise(samples):
         backlog = after.last_ticket - after.serving
@@ -49,20 +55,31 @@ def admission_rate_measure(samples: list[Sample], *, cap_multiple: int, rate: in
             if after.serving > before.serving:
                 stretch.append(after)
             continue
-        if len(stretch) > 1:
-            free_admitted += stretch[-1].serving - stretch[0].serving
-            free_seconds += stretch[-1].at - stretch[0].at
+        stretches.append(stretch)
         stretch = []
-    if len(stretch) > 1:
-        free_admitted += stretch[-1].serving - stretch[0].serving
-        free_seconds += stretch[-1].at - stretch[0].at
-    moving_seconds = steps[-1].at - steps[0].at if len(steps) > 1 else 0.0
+    stretches.append(stretch)
+    stretches = [found for found in stretches if len(found) > 1]
+
+    def per_second(runs: list[list[Sample]], clock: Callable[[Sample], float]) -> tuple[float | None, float]:
+        admitted = sum(run[-1].serving - run[0].serving for run in runs)
+        seconds = sum(clock(run[-1]) - clock(run[0]) for run in runs)
+        return (round(admitted / seconds, 1) if seconds > 0 else None), round(seconds, 1)
+
+    def on_tick_clock(sample: Sample) -> float:
+        return sample.at if sample.tick_at is None else sample.tick_at
+
+    free_flow, free_seconds = per_second(stretches, on_tick_clock)
+    sampled, sampled_seconds = per_second(stretches, lambda sample: sample.at)
+    moving, moving_seconds = per_second([steps] if len(steps) > 1 else [], on_tick_clock)
     return {
         "setting": rate,
-        "free_flow": round(free_admitted / free_seconds, 1) if free_seconds else None,
-        "free_flow_seconds": round(free_seconds, 1),
-        "while_moving": round((steps[-1].serving - steps[0].serving) / moving_seconds, 1) if moving_seconds else None,
-        "while_moving_seconds": round(moving_seconds, 1),
+        "free_flow": free_flow,
+        "free_flow_seconds": free_seconds,
+        "free_flow_ticks": sum(len(run) - 1 for run in stretches),
+        "free_flow_sampled": sampled,
+        "free_flow_sampled_seconds": sampled_seconds,
+        "while_moving": moving,
+        "while_moving_seconds": moving_seconds,
     }
 
 
@@ -133,6 +150,7 @@ def report_build(
         "unanswered_requests": dict(stats.unanswered.most_common()),
         "resent_after_dropped_connection": dict(stats.resent.most_common()),
         "outcomes": dict(stats.outcomes.most_common()),
+        "outcomes_by_role": {role: dict(found.most_common()) for role, found in sorted(stats.outcomes_by_role.items())},
         "bots": {"blocked": bots.blocked, "flagged": bots.flagged},
         "admission_rate": admission_rate_measure(
             samples, cap_multiple=drop.admitted_cap_multiple, rate=drop.admission_rate
@@ -186,7 +204,8 @@ def report_format(report: dict) -> str:
         ("unanswered requests", sum(report["unanswered_requests"].values())),
         (
             "admission rate",
-            f"set {rate['setting']}/s; measured {rate['free_flow']}/s in free flow ({rate['free_flow_seconds']} s), "
+            f"set {rate['setting']}/s; measured {rate['free_flow']}/s in free flow ({rate['free_flow_seconds']} s, "
+            f"{rate['free_flow_ticks']} ticks; {rate['free_flow_sampled']}/s on the sampler's clock), "
             f"{rate['while_moving']}/s while the queue moved ({rate['while_moving_seconds']} s)",
         ),
         ("time to sell out", _seconds(report["time_to_sell_out_seconds"])),

@@ -220,6 +220,7 @@ async def _shopper(plan, net: Network, arrivals_began: float) -> None:
         logger.exception("simulated shopper %s failed", plan.username)
         outcome = "simulator_error"
     net.stats.outcomes[outcome] += 1
+    net.stats.outcomes_by_role[plan.role.value][outcome] += 1
 
 
 async def _progress(stream: TextIO | None, stats, monitor, total: int, began: float) -> None:

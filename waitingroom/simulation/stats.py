@@ -23,6 +23,7 @@ class ShopperStats:
     unanswered: Counter = field(default_factory=Counter)  # "step: ExceptionName" -> requests with no answer
     resent: Counter = field(default_factory=Counter)  # "step: ExceptionName" -> sent again on a new connection
     outcomes: Counter = field(default_factory=Counter)  # how each shopper's journey ended
+    outcomes_by_role: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # role -> outcomes
     steps: Counter = field(default_factory=Counter)  # progress: arrived, signed_in, joined, admitted, bought
     sockets: Counter = field(default_factory=Counter)  # opened, dropped, refused, polls, no_slot
     joins_attempted: int = 0
