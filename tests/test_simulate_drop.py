@@ -132,6 +132,7 @@ def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_br
         stats = ShopperStats()
         net = Network(
             base_url=URL(f"http://127.0.0.1:{port}"), slug="s", ws=aiohttp.TCPConnector(),
+            fresh=aiohttp.TCPConnector(force_close=True),
             lanes={name: Lane(aiohttp.TCPConnector(), asyncio.Semaphore(4)) for name in LANES},
             sockets=asyncio.Semaphore(1), solve=None, stats=stats, starts_at=time.monotonic(),
             deadline=time.monotonic() + 30, forwarded_for=False, session_cookie="sessionid", csrf_cookie="csrftoken",
@@ -140,26 +141,28 @@ def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_br
         shopper = Shopper(plan, net)
         try:
             # A POST: aiohttp repeats a GET on a dropped connection by itself
-            return await shopper._call("sign_in", "POST", "/api/session", body={}), stats
+            return await shopper._call("sign_in", "POST", "/api/session", body={}), stats, sorted(shopper.sessions)
         except Exception as exc:  # the journey's end (JourneyOver) is the answer under test
-            return exc, stats
+            return exc, stats, sorted(shopper.sessions)
         finally:
             for session in shopper.sessions.values():
                 await session.close()
             for lane in net.lanes.values():
                 await lane.connector.close()
             await net.ws.close()
+            await net.fresh.close()
             server.close()
 
     # Given a server that closes the first connection before answering
-    answer, stats = asyncio.run(scenario(drops=1))
-    # Then the request is sent once more and answered
+    answer, stats, pools = asyncio.run(scenario(drops=1))
+    # Then the request is sent once more, on a new connection rather than another idle one, and answered
     assert answer == (200, {"authenticated": True})
+    assert pools == ["fresh", "others"]
     assert sum(stats.resent.values()) == 1
     assert not stats.unanswered
 
     # Given a server that closes the connection twice: the shopper gives up, counted as unanswered
-    answer, stats = asyncio.run(scenario(drops=2))
+    answer, stats, _pools = asyncio.run(scenario(drops=2))
     assert getattr(answer, "outcome", None) == "no_answer_sign_in"
     assert sum(stats.unanswered.values()) == 1
 

@@ -156,6 +156,7 @@ async def _drive(
         for name in LANES
     }
     ws = aiohttp.TCPConnector(limit=0)
+    fresh = aiohttp.TCPConnector(limit=0, force_close=True)  # requests in flight are bounded by the lanes
     try:
         await _check_server(base, lanes["others"].connector, slug)
         net = Network(
@@ -163,6 +164,7 @@ async def _drive(
             slug=slug,
             lanes=lanes,
             ws=ws,
+            fresh=fresh,
             sockets=asyncio.Semaphore(max(1, sockets)),
             solve=solve,
             stats=stats,
@@ -189,6 +191,7 @@ async def _drive(
         for lane in lanes.values():
             await lane.connector.close()
         await ws.close()
+        await fresh.close()
         if solver_pool is not None:
             solver_pool.shutdown(cancel_futures=True)
 

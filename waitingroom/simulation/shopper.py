@@ -77,6 +77,7 @@ class Network:
     slug: str
     lanes: dict[str, Lane]  # HTTP connections and requests in flight, by lane (see LANES)
     ws: aiohttp.BaseConnector
+    fresh: aiohttp.BaseConnector  # a new connection for each request: the one resend after a dropped connection
     sockets: asyncio.Semaphore  # websockets open
     solve: Callable[[dict], Awaitable[str]]
     stats: ShopperStats
@@ -275,7 +276,7 @@ class Shopper:
             if method != "GET":
                 extra["X-CSRFToken"] = self._csrf_token()
             lane = LANE_OF_STEP.get(step, "others")
-            http = self._session(lane)
+            http = self._session(lane, fresh=resent)
             async with self.net.lanes[lane].in_flight:
                 started = time.monotonic()
                 try:
@@ -286,7 +287,8 @@ class Shopper:
                         self.stats.no_answer(step, exc)
                         raise JourneyOver(f"no_answer_{step}") from None
                     # As a browser does when a kept-alive connection is closed under a request: send it
-                    # once more on a new one (every step is safe to repeat: the API answers a repeat).
+                    # once more on a new one, not on another idle one that may be closing too (every
+                    # step is safe to repeat: the API answers a repeat).
                     self.stats.resent[f"{step}: {type(exc).__name__}"] += 1
                     resent = True
                     continue
@@ -305,12 +307,13 @@ class Shopper:
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _session(self, lane: str) -> aiohttp.ClientSession:
-        session = self.sessions.get(lane)
-        if session is None:  # one per lane, all with this shopper's cookies
-            session = self.sessions[lane] = aiohttp.ClientSession(
-                connector=self.net.lanes[lane].connector, connector_owner=False, cookie_jar=self.jar,
-                headers=self.headers,
+    def _session(self, lane: str, *, fresh: bool = False) -> aiohttp.ClientSession:
+        key = "fresh" if fresh else lane
+        session = self.sessions.get(key)
+        if session is None:  # one per lane (and one on new connections), all with this shopper's cookies
+            session = self.sessions[key] = aiohttp.ClientSession(
+                connector=self.net.fresh if fresh else self.net.lanes[lane].connector, connector_owner=False,
+                cookie_jar=self.jar, headers=self.headers,
             )  # fmt: skip
         return session
 
