@@ -6,7 +6,8 @@ commands in Python, takes and returns a pooled connection, and wraps every write
 packed by hiredis and written with the others of the same loop iteration (one system call for
 all the joins that reached Redis together), its reply is matched by order (Redis answers in the order
 it was asked) and parsed by hiredis as it arrives. Many joins in flight become one stream of
-commands on one socket, which Redis also serves with fewer reads.
+commands on one socket, which Redis also serves with fewer reads. One timer per connection,
+not one per call, fails the calls whose reply is overdue.
 
 Failures look like redis-py's (``ConnectionError``, ``ResponseError``, ``NoScriptError``,
 ``TimeoutError``), so the lean path treats them as it did: a request whose Redis call fails is
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from functools import partial
 from urllib.parse import unquote, urlsplit
 
 import hiredis
@@ -29,12 +31,15 @@ SCHEMES = ("redis", "unix")
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        # Calls in the order they were sent, each with the loop time by which its reply is due.
+        self.waiting: collections.deque[tuple[asyncio.Future, float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.outgoing: list[bytes] = []  # commands of this loop iteration, written together
+        self.timeout = timeout
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -42,25 +47,41 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            future = self.waiting.popleft()
+            future, _due = self.waiting.popleft()
             if not future.done():  # a caller that timed out has gone; its reply is dropped in order
                 future.set_result(reply)
 
     def connection_lost(self, exc) -> None:
         self.lost = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _due = self.waiting.popleft()
             if not future.done():
                 future.set_exception(RedisConnectionError(f"Redis connection lost: {exc or 'closed'}"))
 
     def send(self, args: tuple) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.waiting.append(future)
+        self.waiting.append((future, loop.time() + self.timeout))
+        if self.watchdog is None:
+            self.watchdog = loop.call_later(self.timeout, self._overdue)
         if not self.outgoing:
             loop.call_soon(self._flush)
         self.outgoing.append(hiredis.pack_command(args))
         return future
+
+    def _overdue(self) -> None:
+        """Fail the calls whose reply is overdue (they stay in line: their replies, if they come, are
+        dropped in order), then wait for the next one's due time."""
+        self.watchdog = None
+        now = asyncio.get_running_loop().time()
+        for future, due in self.waiting:
+            if due > now:
+                self.watchdog = asyncio.get_running_loop().call_at(due, self._overdue)
+                return
+            if not future.done():
+                future.set_exception(RedisTimeoutError(f"no reply from Redis within {self.timeout} s"))
 
     def _flush(self) -> None:
         """Write every command asked for since the last flush in one system call."""
@@ -91,11 +112,7 @@ class LeanRedis:
         protocol = self._protocol
         if protocol is None or protocol.lost:
             protocol = await self._connect()
-        try:
-            async with asyncio.timeout(self.timeout):
-                reply = await protocol.send(args)
-        except TimeoutError:
-            raise RedisTimeoutError(f"no reply from Redis within {self.timeout} s") from None
+        reply = await protocol.send(args)  # raises RedisTimeoutError when the reply is overdue
         if isinstance(reply, hiredis.ReplyError):
             message = str(reply)
             raise (NoScriptError if message.startswith("NOSCRIPT") else ResponseError)(message)
@@ -114,10 +131,11 @@ class LeanRedis:
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self.timeout):
+                    factory = partial(_Protocol, self.timeout)
                     if self.unix_path:
-                        _, protocol = await loop.create_unix_connection(_Protocol, self.unix_path)
+                        _, protocol = await loop.create_unix_connection(factory, self.unix_path)
                     else:
-                        _, protocol = await loop.create_connection(_Protocol, self.host, self.port)
+                        _, protocol = await loop.create_connection(factory, self.host, self.port)
                     if self.password:
                         auth = (self.username, self.password) if self.username else (self.password,)
                         _check(await protocol.send(("AUTH", *auth)))

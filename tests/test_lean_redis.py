@@ -89,6 +89,38 @@ def test_a_redis_that_does_not_answer_times_out_and_one_that_is_not_there_cannot
         run(LeanRedis(f"redis://127.0.0.1:{port}/0", timeout=1).execute_command("PING"))
 
 
+def test_a_call_whose_reply_is_overdue_fails_and_the_late_reply_goes_to_nobody_else():
+    async def scenario():
+        commands = asyncio.Queue()
+
+        async def slow_redis(reader, writer):  # answers the first command late, then the rest at once
+            replies = [b"+late\r\n", b"+second\r\n", b"+third\r\n"]
+            while (line := await reader.readline()) and replies:
+                if line.startswith(b"*"):  # one command (PING: *1, $4, PING)
+                    await reader.readline(), await reader.readline()
+                    await commands.put(None)
+                    if len(replies) == 3:
+                        await asyncio.sleep(0.35)
+                    writer.write(replies.pop(0))
+            writer.close()
+
+        server = await asyncio.start_server(slow_redis, "127.0.0.1", 0)
+        lean = LeanRedis(f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0", timeout=0.3)
+        first = asyncio.create_task(lean.execute_command("PING"))
+        await asyncio.sleep(0.2)
+        second = asyncio.create_task(lean.execute_command("PING"))  # due at 0.5 s, answered at 0.35
+        answers = await asyncio.gather(first, second, return_exceptions=True)
+        third = await lean.execute_command("PING")
+        server.close()
+        return answers, third
+
+    (first, second), third = run(scenario())
+    assert isinstance(first, RedisTimeoutError)  # at 0.3 s, before its reply came at 0.35
+    # The late reply to the first call is dropped in order: the second call gets its own
+    assert second == b"second"
+    assert third == b"third"
+
+
 def test_only_plain_redis_urls_are_taken():
     with pytest.raises(ValueError, match="rediss"):
         LeanRedis("rediss://example.com:6380/0", timeout=1)

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -29,7 +29,9 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.cached_db import KEY_PREFIX as SESSION_CACHE_PREFIX
 from django.core.cache import caches
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http import HttpRequest, QueryDict
 from django.http.cookie import parse_cookie
 from django.middleware.csrf import CsrfViewMiddleware
 from redis.exceptions import NoScriptError, RedisError
@@ -103,12 +105,10 @@ class QueueFastPath:
             drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
         session = await _session(cookies.get(settings.SESSION_COOKIE_NAME, ""))
         request = _request(scope, headers, cookies)
-        try:
-            request.get_host()  # ALLOWED_HOSTS, as Django checks it for every request
-        except DisallowedHost:
-            raise FallThrough from None  # Django answers it (400), with its log line
+        if not _host_allowed(request._get_raw_host()):  # ALLOWED_HOSTS, as Django checks it for every request
+            raise FallThrough  # Django answers it (400), with its log line
         if scope["method"] == "POST":
-            rejection = CsrfViewMiddleware(lambda r: None).process_view(request, _queue_view_marker, (), {})
+            rejection = _csrf_middleware().process_view(request, _queue_view_marker, (), {})
             if rejection is not None:
                 return rejection.status_code, json.loads(rejection.content), []
         try:
@@ -247,9 +247,50 @@ async def _session(session_key: str) -> dict:
     return data
 
 
+class _BareRequest(HttpRequest):
+    """An HttpRequest with no query and no form: CSRF and the client address read only its headers and
+    cookies, so the two QueryDicts HttpRequest makes are not made (one shared, empty and immutable)."""
+
+    def __init__(self) -> None:
+        self.GET = self.POST = _empty_query()
+        self.COOKIES, self.META, self.FILES = {}, {}, {}
+        self.path = self.path_info = ""
+        self.method = self.resolver_match = self.content_type = self.content_params = None
+
+
+@cache
+def _empty_query() -> QueryDict:
+    return QueryDict()
+
+
+@cache
+def _csrf_middleware() -> CsrfViewMiddleware:
+    """One CSRF middleware for the process, as Django keeps one (it holds nothing of a request)."""
+    return CsrfViewMiddleware(lambda request: None)
+
+
+@lru_cache(maxsize=256)
+def _host_allowed(raw_host: str) -> bool:
+    """Whether Django's ``get_host`` accepts this Host (its answer depends on nothing else: kept)."""
+    probe = HttpRequest()
+    probe.META = {"HTTP_HOST": raw_host}
+    try:
+        probe.get_host()
+    except DisallowedHost:
+        return False
+    return True
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs) -> None:  # tests change ALLOWED_HOSTS, DEBUG, the CSRF settings
+    _csrf_middleware.cache_clear()
+    _host_allowed.cache_clear()
+    _empty_query.cache_clear()
+
+
 def _request(scope, headers: dict, cookies: dict) -> HttpRequest:
     """A bare HttpRequest carrying what CSRF and the client address need (no body, no session)."""
-    request = HttpRequest()
+    request = _BareRequest()
     request.method = scope["method"]
     request.path = request.path_info = scope["path"]
     request.COOKIES = cookies
