@@ -371,7 +371,16 @@ def run(args: argparse.Namespace, tmp: str, procs: list[subprocess.Popen]) -> st
 
     join_port, empty_port = free_port(), free_port()
     uvicorn = [str(ROOT / ".venv/bin/uvicorn"), "flashsale.asgi:application", "--host", "127.0.0.1"]
-    uvicorn += ["--port", str(join_port), "--workers", str(args.workers), "--no-access-log", "--log-level", "warning"]
+    uvicorn += [
+        "--port",
+        str(join_port),
+        "--workers",
+        str(args.workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+    ]
     # Imported as bench.join from the project root: with bench/ first on the path, bench/inventory.py
     # would shadow the inventory app.
     gunicorn = [str(ROOT / ".venv/bin/gunicorn"), "--chdir", str(ROOT), "bench.join:empty_wsgi()"]

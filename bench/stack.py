@@ -322,7 +322,7 @@ class Stack:
             "web",
             [str(VENV_BIN / "uvicorn"), "flashsale.asgi:application", "--host", "127.0.0.1", "--port",
              str(self.web_port), "--workers", str(self.web_workers), "--no-access-log", "--log-level", "warning",
-             "--ws-per-message-deflate", "false", "--http", "httptools"],
+             "--ws-per-message-deflate", "false", "--http", "httptools", "--no-proxy-headers"],
             env, self.log_dir, port=self.web_port,
         )  # fmt: skip
         self.services["worker"] = Service(

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -49,3 +50,17 @@ def test_a_request_logs_with_its_drop_and_shopper(client, shopper, make_drop, ca
     logged = [r for r in caplog.records if r.name == "django.request"]
     assert logged
     assert (logged[-1].drop, logged[-1].shopper) == ("air", str(shopper.pk))
+
+
+def test_stripes_logger_never_logs_at_debug_and_otherwise_follows_log_level():
+    import subprocess
+    import sys
+
+    def stripe_level(log_level: str) -> str:
+        code = "import logging, django; django.setup(); print(logging.getLevelName(logging.getLogger('stripe').level))"
+        env = {**os.environ, "LOG_LEVEL": log_level, "DJANGO_SETTINGS_MODULE": "flashsale.settings.base"}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+    assert stripe_level("DEBUG").strip() == "INFO"
+    assert stripe_level("INFO").strip() == "INFO"
+    assert stripe_level("WARNING").strip() == "WARNING"

@@ -85,7 +85,8 @@ class QueueFastPath:
             if larger:
                 raise FallThrough
             with log_context(drop=match["slug"]):
-                status, payload, headers = await self.handle(scope, body, match["slug"])
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+                status, payload, extra = await self.handle(scope, headers, body, match["slug"])
         except FallThrough:
             await self.app(scope, _replay(body, receive, more), send)
             return
@@ -93,10 +94,9 @@ class QueueFastPath:
             logger.warning("queue fast path: Redis failed (%s); answering through Django", exc)
             await self.app(scope, _replay(body, receive, more), send)
             return
-        await _respond(send, status, payload, [*headers, *_security_headers(scope)])
+        await _respond(send, status, payload, [*extra, *_security_headers(scope, headers)])
 
-    async def handle(self, scope, body: bytes, slug: str) -> tuple[int, dict, list]:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    async def handle(self, scope, headers: dict, body: bytes, slug: str) -> tuple[int, dict, list]:
         cookies = parse_cookie(headers.get("cookie", ""))  # as Django reads request.COOKIES
         fresh, drop = selectors.drop_cached_peek(slug=slug)
         if not fresh:
@@ -205,7 +205,17 @@ def _replay(body: bytes, receive, more: bool):
     return replay
 
 
-def _security_headers(scope) -> list[tuple[bytes, bytes]]:
+def _secure(scope, headers: dict) -> bool:
+    """``request.is_secure()`` as Django answers it: SECURE_PROXY_SSL_HEADER when set, else the scheme."""
+    if settings.SECURE_PROXY_SSL_HEADER:
+        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        value = headers.get(header.removeprefix("HTTP_").replace("_", "-").lower())
+        if value is not None:
+            return value.split(",", 1)[0].strip() == secure_value
+    return scope.get("scheme") == "https"
+
+
+def _security_headers(scope, request_headers: dict) -> list[tuple[bytes, bytes]]:
     """What Django's SecurityMiddleware adds to every response, which this path does not go through."""
     headers = []
     if settings.SECURE_CONTENT_TYPE_NOSNIFF:
@@ -214,7 +224,7 @@ def _security_headers(scope) -> list[tuple[bytes, bytes]]:
         headers.append((b"referrer-policy", settings.SECURE_REFERRER_POLICY.encode()))
     if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
         headers.append((b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
-    if settings.SECURE_HSTS_SECONDS and scope.get("scheme") == "https":
+    if settings.SECURE_HSTS_SECONDS and _secure(scope, request_headers):
         value = f"max-age={settings.SECURE_HSTS_SECONDS}"
         value += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
         value += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
@@ -237,7 +247,7 @@ async def _session(session_key: str) -> dict:
     """The session's data from the session cache; fall through to Django when it is not there."""
     if not session_key or settings.SESSION_ENGINE != "django.contrib.sessions.backends.cached_db":
         raise FallThrough
-    cache_client = caches[settings.SESSION_CACHE_ALIAS].client
+    cache_client = _session_cache_client()
     raw = await async_redis_client().execute_command("GET", cache_client.make_key(SESSION_CACHE_PREFIX + session_key))
     if raw is None:
         raise FallThrough  # only in the database: Django loads it and puts it back in the cache
@@ -245,6 +255,13 @@ async def _session(session_key: str) -> dict:
     if not isinstance(data, dict):
         raise FallThrough
     return data
+
+
+@cache
+def _session_cache_client():
+    """The session cache's django-redis client, for its key naming and its decoding: ``caches[...]`` makes a
+    new cache object in every asyncio task (a context of its own), so the lean path keeps one."""
+    return caches[settings.SESSION_CACHE_ALIAS].client
 
 
 class _BareRequest(HttpRequest):
@@ -285,6 +302,7 @@ def _host_allowed(raw_host: str) -> bool:
 def _settings_changed(**kwargs) -> None:  # tests change ALLOWED_HOSTS, DEBUG, the CSRF settings
     _csrf_middleware.cache_clear()
     _host_allowed.cache_clear()
+    _session_cache_client.cache_clear()
     _empty_query.cache_clear()
 
 
@@ -359,7 +377,7 @@ async def _eval_limited(client, name: str, keys: list, args: list, limits: Limit
     """Run script ``name`` behind the rate-limit prelude: one call counts the request and serves it."""
     if not limits.keys:
         return await _eval(client, name, _source(name), keys, args)
-    raw = await _eval(client, f"limited:{name}", RATELIMIT_PRELUDE + _source(name), [*limits.keys, *keys],
+    raw = await _eval(client, f"limited:{name}", _source(f"limited:{name}"), [*limits.keys, *keys],
                       [len(limits.keys), *limits.args, *args])  # fmt: skip
     limits.counted = True
     if raw and raw[0] == -429:
@@ -382,7 +400,11 @@ def _rate(rate: str) -> tuple[int, int]:
     return int(count), PERIODS[unit[-1]] * int(unit[:-1] or 1)
 
 
+@cache
 def _source(name: str) -> str:
+    """A script's source by name; ``limited:<name>`` is the script behind the rate-limit prelude."""
+    if name.startswith("limited:"):
+        return RATELIMIT_PRELUDE + _source(name.removeprefix("limited:"))
     return lua_source(LUA_DIR / f"{name}.lua")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs
@@ -66,12 +67,13 @@ def pow_verify(*, payload: str, drop_id: int, shopper_id: int) -> VerifiedPow:
     expires = params.get("expires", [])
     expiry = expires[0] if len(expires) == 1 else ""
     # A short run of ASCII digits: "²".isdigit() is true yet int("²") raises, and so does int() of 5,000 digits.
-    if not (expiry.isascii() and expiry.isdigit() and len(expiry) <= 12) or int(expiry) < timezone.now().timestamp():
+    now = time.time()
+    if not (expiry.isascii() and expiry.isdigit() and len(expiry) <= 12) or int(expiry) < now:
         raise PowInvalid("The proof-of-work has expired; solve a fresh challenge.")
     if params.get("drop") != [str(drop_id)] or params.get("shopper") != [str(shopper_id)]:
         raise PowInvalid("This proof-of-work was made for another drop or shopper.")
     ok, _error = altcha.verify_solution_v1(data, _key(), check_expires=True)
     if not ok:
         raise PowInvalid
-    remaining = max(1, int(expires[0]) - int(timezone.now().timestamp()))
+    remaining = max(1, int(expires[0]) - int(now))
     return VerifiedPow(signature=data["signature"], expires_in=remaining)

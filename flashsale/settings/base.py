@@ -179,6 +179,7 @@ POW_COST = env.int("POW_COST", default=50_000)
 INVENTORY_HOLD_SECONDS = env.int("INVENTORY_HOLD_SECONDS", default=120)
 
 LOG_FORMAT = env("LOG_FORMAT", default="plain")  # "json": one JSON object per line
+LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -194,9 +195,10 @@ LOGGING = {
             "filters": ["context"],
         }
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # Stripe's SDK logs whole response bodies (client secrets included) at DEBUG: never let it.
-    "loggers": {"stripe": {"level": "INFO"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Stripe's SDK logs whole response bodies (client secrets included) at DEBUG: never let it. Above
+    # that it follows LOG_LEVEL (at INFO it writes four lines a card hold).
+    "loggers": {"stripe": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL}},
 }
 CSRF_FAILURE_VIEW = "flashsale.views.csrf_failure"
 

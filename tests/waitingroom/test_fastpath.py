@@ -181,6 +181,20 @@ def test_answers_carry_the_security_headers_django_would_add(shopper, live, sett
     assert "strict-transport-security" not in headers  # plain HTTP: HSTS only over HTTPS
 
 
+def test_behind_a_tls_proxy_the_answer_carries_hsts_as_django_would(shopper, live, settings):
+    # Given a proxy that ends TLS and says so in the header Django is told to trust
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    app = QueueFastPath(Django())
+    _status, _data, headers = call(app, "GET", "/api/drops/air/queue", shopper=shopper,
+                                   headers=[(b"x-forwarded-proto", b"https")])  # fmt: skip
+    assert headers["strict-transport-security"] == "max-age=3600"
+    # A request the proxy marked as plain HTTP gets none
+    _status, _data, headers = call(app, "GET", "/api/drops/air/queue", shopper=shopper,
+                                   headers=[(b"x-forwarded-proto", b"http")])  # fmt: skip
+    assert "strict-transport-security" not in headers
+
+
 def test_joins_are_counted_in_the_join_call_and_bad_ones_too(shopper, live, settings, redis):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "queue-join": [("shopper", "2/m")]}
     app = QueueFastPath(Django())
