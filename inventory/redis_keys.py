@@ -7,13 +7,24 @@ scripts touch a single Redis Cluster slot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 
+@lru_cache(maxsize=4096)
 def drop_tag(drop_id: int) -> str:
-    """Return the key prefix (with its cluster hash tag) shared by one drop's keys."""
+    """Return the key prefix (with its cluster hash tag) shared by one drop's keys (kept: a join names
+    several keys, and each settings read costs a lazy-object lookup)."""
     return f"{settings.FLASHSALE_REDIS_PREFIX}:{{drop:{drop_id}}}"
+
+
+@receiver(setting_changed)
+def _prefix_changed(*, setting: str, **kwargs) -> None:
+    if setting == "FLASHSALE_REDIS_PREFIX":
+        drop_tag.cache_clear()
 
 
 @dataclass(frozen=True)

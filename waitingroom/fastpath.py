@@ -217,6 +217,15 @@ def _secure(scope, headers: dict) -> bool:
 
 def _security_headers(scope, request_headers: dict) -> list[tuple[bytes, bytes]]:
     """What Django's SecurityMiddleware adds to every response, which this path does not go through."""
+    plain, secure = _security_header_sets()
+    if secure is plain or not _secure(scope, request_headers):
+        return plain
+    return secure
+
+
+@cache
+def _security_header_sets() -> tuple[list, list]:
+    """The headers for a plain HTTP answer and for an HTTPS one (HSTS), built once from the settings."""
     headers = []
     if settings.SECURE_CONTENT_TYPE_NOSNIFF:
         headers.append((b"x-content-type-options", b"nosniff"))
@@ -224,12 +233,12 @@ def _security_headers(scope, request_headers: dict) -> list[tuple[bytes, bytes]]
         headers.append((b"referrer-policy", settings.SECURE_REFERRER_POLICY.encode()))
     if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
         headers.append((b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
-    if settings.SECURE_HSTS_SECONDS and _secure(scope, request_headers):
-        value = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        value += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
-        value += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
-        headers.append((b"strict-transport-security", value.encode()))
-    return headers
+    if not settings.SECURE_HSTS_SECONDS:
+        return headers, headers
+    value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+    value += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
+    value += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
+    return headers, [*headers, (b"strict-transport-security", value.encode())]
 
 
 async def _respond(send, status: int, payload: dict, headers: list) -> None:
@@ -303,6 +312,7 @@ def _settings_changed(**kwargs) -> None:  # tests change ALLOWED_HOSTS, DEBUG, t
     _csrf_middleware.cache_clear()
     _host_allowed.cache_clear()
     _session_cache_client.cache_clear()
+    _security_header_sets.cache_clear()
     _empty_query.cache_clear()
 
 
