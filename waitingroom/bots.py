@@ -17,6 +17,7 @@ AUTOMATION_AGENT = re.compile(
     r"go-http-client|okhttp|java/|libwww|scrapy|bot\b"
 )
 NEW_ACCOUNT_SECONDS = 3600
+CACHED_AGENT_LENGTH = 512  # real browsers' User-Agents are 100-300 characters
 
 WEIGHTS = {
     "no_user_agent": 40,
@@ -43,7 +44,7 @@ def suspicion_score(*, user_agent: str, signals: dict, account_age: float | None
     verdict = Verdict()
     if not user_agent.strip():
         verdict.add("no_user_agent")
-    elif automation_agent(user_agent):
+    elif automation_agent(user_agent) if len(user_agent) <= CACHED_AGENT_LENGTH else _automation_search(user_agent):
         verdict.add("automation_user_agent")
     if signals.get("webdriver") is True:
         verdict.add("webdriver")
@@ -59,7 +60,12 @@ def suspicion_score(*, user_agent: str, signals: dict, account_age: float | None
 @lru_cache(maxsize=4096)
 def automation_agent(user_agent: str) -> bool:
     """Whether the User-Agent names an automation tool. A crowd sends a few hundred distinct User-Agents
-    (the same browser builds), so the answer is kept: the search costs more than the rest of the scoring."""
+    (the same browser builds), so the answer is kept: the search costs more than the rest of the scoring.
+    Only ordinary lengths are kept (``CACHED_AGENT_LENGTH``), so that odd headers cannot fill memory."""
+    return _automation_search(user_agent)
+
+
+def _automation_search(user_agent: str) -> bool:
     return AUTOMATION_AGENT.search(user_agent.lower()) is not None
 
 

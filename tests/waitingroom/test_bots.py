@@ -281,3 +281,19 @@ def test_one_entry_per_card(redis, live):
     assert error(response) == (403, "bot_suspected")
     assert entries(redis, live) == 1
     assert selectors.bot_stats_get(drop_id=live.pk).blocked == {"card_limit": 1}
+
+
+def test_automation_user_agents_are_found_whatever_their_case_and_length():
+    from waitingroom.bots import CACHED_AGENT_LENGTH, suspicion_score
+
+    def reasons(user_agent: str) -> list[str]:
+        return suspicion_score(user_agent=user_agent, signals={}, account_age=None).reasons
+
+    assert reasons("PYTHON-REQUESTS/2.32") == ["automation_user_agent"]
+    assert reasons("Mozilla/5.0 (X11) HeadlessChrome/126.0") == ["automation_user_agent"]
+    assert reasons("Googlebot/2.1") == ["automation_user_agent"]
+    assert reasons(BROWSER_USER_AGENT) == []
+    # Past the cached length the search still runs (not kept, so odd headers cannot fill memory)
+    padding = "x" * CACHED_AGENT_LENGTH
+    assert reasons(f"Mozilla/5.0 {padding} Selenium/4") == ["automation_user_agent"]
+    assert reasons(f"Mozilla/5.0 {padding}") == []
