@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 BULK_BATCH = 5_000
 ADMIT_MAX_PER_TICK = 10_000
 ENDED_TICK_SECONDS = 60
+EXPIRED_RELEASE_BATCH = 500  # shoppers per release task (one query for their holds)
 JOINABLE = {DropState.PREQUEUE, DropState.LIVE, DropState.PAUSED}
 
 
@@ -290,11 +291,13 @@ def queue_admit_batch(*, drop: Drop, now_ms: int | None = None, publish: bool = 
 
 
 def _expired_followups(*, drop: Drop, shopper_ids: list[int]) -> None:
-    """Release the card holds of shoppers whose checkout window closed unused, and tell them."""
+    """Release the card holds of shoppers whose checkout window closed unused: one task per batch, not one
+    per shopper (a tick that expired thousands queued thousands of tasks and overran its time limit)."""
     from . import tasks  # tasks import this module
 
-    for shopper_id in shopper_ids:
-        transaction.on_commit(lambda s=shopper_id: tasks.admission_expired_release.delay(drop.pk, s))
+    for start in range(0, len(shopper_ids), EXPIRED_RELEASE_BATCH):
+        batch = shopper_ids[start : start + EXPIRED_RELEASE_BATCH]
+        transaction.on_commit(lambda b=batch: tasks.admissions_expired_release.delay(drop.pk, b))
 
 
 def queue_tick_all(*, now_ms: int | None = None) -> dict[str, int]:

@@ -22,13 +22,19 @@ def queue_tick_all() -> dict[str, int]:
     retry_backoff=True,
     max_retries=10,
 )
-def admission_expired_release(drop_id: int, shopper_id: int) -> None:
-    """Cancel the card hold of a shopper whose checkout window closed unused (idempotent)."""
+def admissions_expired_release(drop_id: int, shopper_ids: list[int]) -> None:
+    """Cancel the card holds of shoppers whose checkout window closed unused (idempotent; one per tick)."""
     # Payments builds on the waiting room (purchase needs admission); reach back only at call time.
     from payments import services as payment_services
 
     if Drop.objects.filter(pk=drop_id).exists():
-        payment_services.authorization_cancel_for_shopper(drop_id=drop_id, shopper_id=shopper_id)
+        payment_services.authorizations_cancel_for_shoppers(drop_id=drop_id, shopper_ids=shopper_ids)
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)
+def admission_expired_release(drop_id: int, shopper_id: int) -> None:
+    """One shopper's release, as ticks before ``admissions_expired_release`` queued it (kept for those)."""
+    admissions_expired_release(drop_id, [shopper_id])
 
 
 @shared_task(ignore_result=True, soft_time_limit=20, time_limit=30)

@@ -129,17 +129,21 @@ def authorization_cancel_for_shopper(*, drop_id: int, shopper_id: int) -> bool:
 
     Returns whether there was one. The call to Stripe runs in a task at the allowed rate.
     """
+    return authorizations_cancel_for_shoppers(drop_id=drop_id, shopper_ids=[shopper_id]) > 0
+
+
+def authorizations_cancel_for_shoppers(*, drop_id: int, shopper_ids: list[int]) -> int:
+    """Schedule the cancellation of these shoppers' open holds on the drop (one query); return how many."""
     from .. import tasks  # tasks import the services
 
-    authorization_id = (
-        Authorization.objects.filter(drop_id=drop_id, shopper_id=shopper_id, status__in=OPEN_STATUSES)
+    authorization_ids = list(
+        Authorization.objects.filter(drop_id=drop_id, shopper_id__in=shopper_ids, status__in=OPEN_STATUSES)
         .values_list("pk", flat=True)
-        .first()
+        .order_by("pk")
     )
-    if authorization_id is None:
-        return False
-    transaction.on_commit(lambda: tasks.authorization_cancel.delay(authorization_id, ABANDONED))
-    return True
+    for authorization_id in authorization_ids:
+        transaction.on_commit(lambda a=authorization_id: tasks.authorization_cancel.delay(a, ABANDONED))
+    return len(authorization_ids)
 
 
 def authorization_reconcile_after_capture(*, authorization_id: int, order_id: int) -> str:

@@ -117,6 +117,32 @@ def test_an_expired_admission_cancels_that_shoppers_hold(make_drop, login, redis
     assert not services.authorization_cancel_for_shopper(drop_id=drop.pk, shopper_id=client.shopper.pk)
 
 
+def test_one_tick_that_expires_many_admissions_cancels_all_their_holds(make_drop, login, stripe_sdk, monkeypatch):
+    from waitingroom import services as waitingroom_services
+
+    # Given four shoppers with holds, three admitted (releases go out in batches of two here)
+    monkeypatch.setattr(waitingroom_services, "EXPIRED_RELEASE_BATCH", 2)
+    drop = make_drop()
+    clients = [login() for _ in range(4)]
+    for client in clients:
+        authorize(client, drop)
+    admitted = [client.shopper.pk for client in clients[:3]]
+    admit(drop, *admitted)
+
+    # When one tick finds all three checkout windows closed
+    tick = waitingroom_services.queue_admit_batch(
+        drop=drop, now_ms=int(time.time() * 1000) + (drop.checkout_window + 5) * 1000, publish=False
+    )
+
+    # Then the three holds are canceled at Stripe and the fourth shopper's hold stays
+    assert sorted(tick.expired) == sorted(admitted)
+    for shopper_id in admitted:
+        hold = Authorization.objects.get(shopper_id=shopper_id)
+        assert hold.status == "canceled"
+        assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
+    assert Authorization.objects.get(shopper=clients[3].shopper).status == "authorized"
+
+
 def test_a_hold_captured_elsewhere_is_brought_in_step_not_canceled(make_drop, login, stripe_sdk):
     drop = make_drop()
     authorize(login(), drop)
