@@ -415,6 +415,10 @@ def rows_build(report: dict) -> list[tuple[str, str]]:
         ),
         ("of which 503 service_unavailable (outage; retried)", str(outage_503(report))),
         ("Unanswered requests", _codes(unanswered) if unanswered else "0"),
+        (
+            "Sent again on a new connection (answered then)",
+            _codes(report.get("resent_after_dropped_connection") or {}),
+        ),
         ("Errors by code", _codes(report["errors"])),
         ("Outcomes", _codes(report["outcomes"])),
         (
