@@ -297,3 +297,16 @@ def test_automation_user_agents_are_found_whatever_their_case_and_length():
     padding = "x" * CACHED_AGENT_LENGTH
     assert reasons(f"Mozilla/5.0 {padding} Selenium/4") == ["automation_user_agent"]
     assert reasons(f"Mozilla/5.0 {padding}") == []
+
+
+def test_the_salt_parameters_are_read_as_parse_qs_reads_the_salts_we_issue(live):
+    from urllib.parse import parse_qs
+
+    from waitingroom.pow import _salt_params
+
+    for shopper_id in (1, 42, 10**9):
+        salt = pow.challenge_create(drop_id=live.pk, shopper_id=shopper_id)["salt"]
+        assert _salt_params(salt) == parse_qs(salt.partition("?")[2], keep_blank_values=True)
+    # Repeated names keep every value (the check then refuses anything but exactly one expiry)
+    assert _salt_params("ab?expires=1&expires=2&drop=3&") == {"expires": ["1", "2"], "drop": ["3"]}
+    assert _salt_params("no-parameters") == {}
