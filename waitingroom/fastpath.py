@@ -86,7 +86,8 @@ class QueueFastPath:
                 raise FallThrough
             with log_context(drop=match["slug"]):
                 headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-                status, payload, extra = await self.handle(scope, headers, body, match["slug"])
+                request = _request(scope, headers, parse_cookie(headers.get("cookie", "")))
+                status, payload, extra = await self.handle(scope, request, headers, body, match["slug"])
         except FallThrough:
             await self.app(scope, _replay(body, receive, more), send)
             return
@@ -94,17 +95,17 @@ class QueueFastPath:
             logger.warning("queue fast path: Redis failed (%s); answering through Django", exc)
             await self.app(scope, _replay(body, receive, more), send)
             return
-        await _respond(send, status, payload, [*extra, *_security_headers(scope, headers)])
+        await _respond(send, status, payload, [*extra, *_security_headers(request)])
 
-    async def handle(self, scope, headers: dict, body: bytes, slug: str) -> tuple[int, dict, list]:
-        cookies = parse_cookie(headers.get("cookie", ""))  # as Django reads request.COOKIES
+    async def handle(
+        self, scope, request: HttpRequest, headers: dict, body: bytes, slug: str
+    ) -> tuple[int, dict, list]:
         fresh, drop = selectors.drop_cached_peek(slug=slug)
         if not fresh:
             # At most once a second per process and drop: read it in a thread, as Django would, and give
             # the connection back afterwards (outside a request nothing else closes it).
             drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
-        session = await _session(cookies.get(settings.SESSION_COOKIE_NAME, ""))
-        request = _request(scope, headers, cookies)
+        session = await _session(request.COOKIES.get(settings.SESSION_COOKIE_NAME, ""))
         if not _host_allowed(request._get_raw_host()):  # ALLOWED_HOSTS, as Django checks it for every request
             raise FallThrough  # Django answers it (400), with its log line
         if scope["method"] == "POST":
@@ -205,20 +206,11 @@ def _replay(body: bytes, receive, more: bool):
     return replay
 
 
-def _secure(scope, headers: dict) -> bool:
-    """``request.is_secure()`` as Django answers it: SECURE_PROXY_SSL_HEADER when set, else the scheme."""
-    if settings.SECURE_PROXY_SSL_HEADER:
-        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
-        value = headers.get(header.removeprefix("HTTP_").replace("_", "-").lower())
-        if value is not None:
-            return value.split(",", 1)[0].strip() == secure_value
-    return scope.get("scheme") == "https"
-
-
-def _security_headers(scope, request_headers: dict) -> list[tuple[bytes, bytes]]:
-    """What Django's SecurityMiddleware adds to every response, which this path does not go through."""
+def _security_headers(request: HttpRequest) -> list[tuple[bytes, bytes]]:
+    """What Django's SecurityMiddleware adds to every response, which this path does not go through
+    (HSTS when ``request.is_secure()``, which reads SECURE_PROXY_SSL_HEADER as Django does)."""
     plain, secure = _security_header_sets()
-    if secure is plain or not _secure(scope, request_headers):
+    if secure is plain or not request.is_secure():
         return plain
     return secure
 
