@@ -419,6 +419,10 @@ def rows_build(report: dict) -> list[tuple[str, str]]:
             "Sent again on a new connection (answered then)",
             _codes(report.get("resent_after_dropped_connection") or {}),
         ),
+        (
+            "Position reads missed (read again at the next poll)",
+            _codes(report.get("polls_missed_read_again") or {}),
+        ),
         ("Errors by code", _codes(report["errors"])),
         ("Outcomes", _codes(report["outcomes"])),
         (

@@ -101,7 +101,8 @@ def test_a_shopper_without_a_socket_polls_by_the_eta():
     assert poll_wait({"eta_seconds": None}, until_start=-1) <= 2 * 1.2
 
 
-def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_browser_does():
+def _against_a_dropping_server(drops: int, body: bytes, act):
+    """Run ``act(shopper)`` against a server that closes its first ``drops`` connections without an answer."""
     import asyncio
     import time
 
@@ -112,16 +113,15 @@ def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_br
     from waitingroom.simulation.shopper import LANES, Lane, Network, Shopper
     from waitingroom.simulation.stats import ShopperStats
 
-    async def scenario(drops: int):
+    async def scenario():
         seen = []
 
-        async def handle(reader, writer):  # closes the first `drops` connections without an answer
+        async def handle(reader, writer):
             await reader.readuntil(b"\r\n\r\n")
             seen.append(len(seen))
             if len(seen) <= drops:
                 writer.close()
                 return
-            body = b'{"authenticated": true}'
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                          % (len(body), body))  # fmt: skip
             await writer.drain()
@@ -140,8 +140,7 @@ def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_br
         plan = ShopperPlan(0, "s0", Role.BUYER, "pm_card_visa", "ua", {}, "fp-00000000", "10.0.0.1", 0.0)
         shopper = Shopper(plan, net)
         try:
-            # A POST: aiohttp repeats a GET on a dropped connection by itself
-            return await shopper._call("sign_in", "POST", "/api/session", body={}), stats, sorted(shopper.sessions)
+            return await act(shopper), stats, sorted(shopper.sessions)
         except Exception as exc:  # the journey's end (JourneyOver) is the answer under test
             return exc, stats, sorted(shopper.sessions)
         finally:
@@ -153,8 +152,15 @@ def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_br
             await net.fresh.close()
             server.close()
 
+    return asyncio.run(scenario())
+
+
+def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_browser_does():
+    def sign_in(shopper):  # a POST: aiohttp repeats a GET on a dropped connection by itself
+        return shopper._call("sign_in", "POST", "/api/session", body={})
+
     # Given a server that closes the first connection before answering
-    answer, stats, pools = asyncio.run(scenario(drops=1))
+    answer, stats, pools = _against_a_dropping_server(1, b'{"authenticated": true}', sign_in)
     # Then the request is sent once more, on a new connection rather than another idle one, and answered
     assert answer == (200, {"authenticated": True})
     assert pools == ["fresh", "others"]
@@ -162,9 +168,26 @@ def test_a_request_whose_connection_is_closed_under_it_is_sent_once_more_as_a_br
     assert not stats.unanswered
 
     # Given a server that closes the connection twice: the shopper gives up, counted as unanswered
-    answer, stats, _pools = asyncio.run(scenario(drops=2))
+    answer, stats, _pools = _against_a_dropping_server(2, b'{"authenticated": true}', sign_in)
     assert getattr(answer, "outcome", None) == "no_answer_sign_in"
     assert sum(stats.unanswered.values()) == 1
+
+
+def test_a_position_read_with_no_answer_is_missed_and_read_again_later_as_the_page_polls():
+    last = {"status": "waiting", "position": 40, "eta_seconds": 8}
+    read = b'{"status": "admitted", "position": 0}'
+
+    # Given a server that drops every connection (aiohttp repeats a GET once by itself, then the resend)
+    answer, stats, _pools = _against_a_dropping_server(10, read, lambda shopper: shopper._read_entry(last))
+    # Then the shopper keeps what it knew (its journey goes on), and the read counts as missed, not unanswered
+    assert answer == last
+    assert sum(stats.missed.values()) == 1
+    assert not stats.unanswered
+
+    # Given a server that answers: the next read learns the admission
+    answer, stats, _pools = _against_a_dropping_server(0, read, lambda shopper: shopper._read_entry(last))
+    assert answer == {"status": "admitted", "position": 0}
+    assert not stats.missed
 
 
 def test_the_admission_rate_is_measured_on_the_ticks_clock_within_the_stretches_only_the_rate_held_back():

@@ -100,13 +100,18 @@ function startPolling() {
   if (pollRun) return;
   const run = (pollRun = ++pollRuns);
   const poll = async () => {
-    const drop = await call("GET", api);
-    if (drop.status === 200) renderDrop(drop.data);
-    if (lastEntry) {
-      const entry = await call("GET", `${api}/queue`);
-      if (entry.status === 200) renderEntry(entry.data);
+    try {
+      const drop = await call("GET", api);
+      if (drop.status === 200) renderDrop(drop.data);
+      if (lastEntry) {
+        const entry = await call("GET", `${api}/queue`);
+        if (entry.status === 200) renderEntry(entry.data);
+      }
+    } catch (err) {
+      // No answer (the network, or a proxy's HTML error page): read again at the next turn.
+    } finally {
+      if (pollRun === run) pollTimer = setTimeout(poll, pollDelay());
     }
-    if (pollRun === run) pollTimer = setTimeout(poll, pollDelay());
   };
   pollTimer = setTimeout(poll, pollDelay());
 }

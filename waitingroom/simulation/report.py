@@ -148,6 +148,7 @@ def report_build(
         "server_errors_5xx": server_errors,
         "server_errors": dict(stats.server_errors.most_common()),
         "unanswered_requests": dict(stats.unanswered.most_common()),
+        "polls_missed_read_again": dict(stats.missed.most_common()),
         "resent_after_dropped_connection": dict(stats.resent.most_common()),
         "outcomes": dict(stats.outcomes.most_common()),
         "outcomes_by_role": {role: dict(found.most_common()) for role, found in sorted(stats.outcomes_by_role.items())},
@@ -202,6 +203,7 @@ def report_format(report: dict) -> str:
         ),
         ("5xx responses", _flag(report["server_errors_5xx"], good=report["server_errors_5xx"] == 0)),
         ("unanswered requests", sum(report["unanswered_requests"].values())),
+        ("position reads missed (read again)", sum(report["polls_missed_read_again"].values())),
         (
             "admission rate",
             f"set {rate['setting']}/s; measured {rate['free_flow']}/s in free flow ({rate['free_flow_seconds']} s, "

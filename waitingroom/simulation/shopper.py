@@ -49,6 +49,10 @@ def poll_wait(entry: dict, *, until_start: float) -> float:
     return wait * random.uniform(0.8, 1.2)  # noqa: S311
 
 
+class Missed(Exception):
+    """A position read got no answer; the shopper reads again at the next poll, as the page does."""
+
+
 class JourneyOver(Exception):
     """The shopper's journey ended here; ``outcome`` says how."""
 
@@ -177,13 +181,13 @@ class Shopper:
                 self.stats.sockets["no_free_slot"] += 1
                 return await self._poll(entry)
             async with self.net.sockets:
-                watched = await self._watch()
+                watched = await self._watch(entry)
             if watched is not None:
                 return watched
             entry = await self._poll(entry)
         return entry
 
-    async def _watch(self) -> dict | None:
+    async def _watch(self, entry: dict) -> dict | None:
         """Listen to the drop's websocket; return the deciding entry, or None when the socket failed."""
         async with aiohttp.ClientSession(connector=self.net.ws, connector_owner=False, cookie_jar=self.jar) as ws_http:
             try:
@@ -201,11 +205,11 @@ class Shopper:
                 return None
             self.stats.sockets["opened"] += 1
             try:
-                return await self._listen(ws)
+                return await self._listen(ws, entry)
             finally:
                 await ws.close()
 
-    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> dict | None:
+    async def _listen(self, ws: aiohttp.ClientWebSocketResponse, last: dict) -> dict | None:
         while True:
             now = time.monotonic()
             if now >= self.net.deadline:
@@ -218,9 +222,9 @@ class Shopper:
                 return None
             except TimeoutError:
                 self.stats.sockets["silent"] += 1
-                entry = await self._read_entry()
-                if entry["status"] in DECIDED:
-                    return entry
+                last = await self._read_entry(last)
+                if last["status"] in DECIDED:
+                    return last
                 continue
             if message.type is not aiohttp.WSMsgType.TEXT:
                 if message.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
@@ -240,12 +244,16 @@ class Shopper:
             if time.monotonic() + wait >= self.net.deadline:
                 raise JourneyOver("timed_out")
             await asyncio.sleep(wait)
-            entry = await self._read_entry()
+            entry = await self._read_entry(entry)
         return entry
 
-    async def _read_entry(self) -> dict:
+    async def _read_entry(self, last: dict) -> dict:
+        """Read the entry; when the read gets no answer, keep ``last`` and read again later, as the page does."""
         self.stats.sockets["polls"] += 1
-        status, entry = await self._call("position", "GET", f"/api/drops/{self.net.slug}/queue")
+        try:
+            status, entry = await self._call("position", "GET", f"/api/drops/{self.net.slug}/queue", missable=True)
+        except Missed:
+            return last
         if status != 200:
             raise JourneyOver(_outcome(entry))
         return entry
@@ -267,9 +275,20 @@ class Shopper:
     # --- HTTP ---------------------------------------------------------------------------------
 
     async def _call(
-        self, step: str, method: str, path: str, *, body: dict | None = None, headers: dict | None = None
+        self,
+        step: str,
+        method: str,
+        path: str,
+        *,
+        body: dict | None = None,
+        headers: dict | None = None,
+        missable: bool = False,
     ) -> tuple[int, dict]:
-        """Send a request (again after a 429/503 with Retry-After, or a conflict); return the status and JSON."""
+        """Send a request (again after a 429/503 with Retry-After, or a conflict); return the status and JSON.
+
+        A request that gets no answer ends the journey, unless it is ``missable`` (a poll the page
+        simply makes again later): then it is counted as missed and ``Missed`` is raised.
+        """
         extra = dict(headers or {})
         resent = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -284,8 +303,7 @@ class Shopper:
                         status, raw, retry_after = r.status, await r.read(), r.headers.get("Retry-After")
                 except DROPPED_CONNECTION as exc:
                     if resent or attempt == MAX_ATTEMPTS:
-                        self.stats.no_answer(step, exc)
-                        raise JourneyOver(f"no_answer_{step}") from None
+                        raise self._unanswered(step, exc, missable=missable) from None
                     # As a browser does when a kept-alive connection is closed under a request: send it
                     # once more on a new one, not on another idle one that may be closing too (every
                     # step is safe to repeat: the API answers a repeat).
@@ -293,8 +311,7 @@ class Shopper:
                     resent = True
                     continue
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    self.stats.no_answer(step, exc)
-                    raise JourneyOver(f"no_answer_{step}") from None
+                    raise self._unanswered(step, exc, missable=missable) from None
                 elapsed = time.monotonic() - started
             data = _json(raw)
             code = _code(data) or ("ok" if status < 300 else "no_error_code")
@@ -306,6 +323,13 @@ class Shopper:
                 raise JourneyOver("timed_out")
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _unanswered(self, step: str, exc: BaseException, *, missable: bool) -> Exception:
+        if missable:
+            self.stats.missed[f"{step}: {type(exc).__name__}"] += 1
+            return Missed()
+        self.stats.no_answer(step, exc)
+        return JourneyOver(f"no_answer_{step}")
 
     def _session(self, lane: str, *, fresh: bool = False) -> aiohttp.ClientSession:
         key = "fresh" if fresh else lane

@@ -21,6 +21,7 @@ class ShopperStats:
     errors: Counter = field(default_factory=Counter)  # "402 card_declined" -> count, every non-2xx
     server_errors: Counter = field(default_factory=Counter)  # "step 503 code" -> count
     unanswered: Counter = field(default_factory=Counter)  # "step: ExceptionName" -> requests with no answer
+    missed: Counter = field(default_factory=Counter)  # "step: ExceptionName" -> polls unanswered, read again later
     resent: Counter = field(default_factory=Counter)  # "step: ExceptionName" -> sent again on a new connection
     outcomes: Counter = field(default_factory=Counter)  # how each shopper's journey ended
     outcomes_by_role: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # role -> outcomes
