@@ -44,8 +44,10 @@ let checkoutTimer = null;
 function renderDrop(frame) {
   $("state").textContent = frame.state;
   $("remaining").textContent = frame.remaining;
-  if (lastEntry && lastEntry.ticket && lastEntry.status === "waiting") {
-    renderEntry({ ...lastEntry, serving: frame.serving, position: Math.max(0, lastEntry.ticket - frame.serving) });
+  // The websocket's drop frame carries `serving`; GET /api/drops/<slug> (polling) has it under `queue`.
+  const serving = frame.serving ?? frame.queue?.serving;
+  if (lastEntry && lastEntry.ticket && lastEntry.status === "waiting" && Number.isFinite(serving)) {
+    renderEntry({ ...lastEntry, serving, position: Math.max(0, lastEntry.ticket - serving) });
   }
   if (frame.state === "sold_out" && lastEntry && lastEntry.status !== "purchased") {
     renderEntry({ ...lastEntry, status: "sold_out" });
@@ -109,6 +111,7 @@ function startPolling() {
       }
     } catch (err) {
       // No answer (the network, or a proxy's HTML error page): read again at the next turn.
+      console.warn("poll failed", err);
     } finally {
       if (pollRun === run) pollTimer = setTimeout(poll, pollDelay());
     }

@@ -21,6 +21,30 @@ def _ticker(drop, stop):
         stop.wait(0.5)
 
 
+def _drop_with_six_ahead():
+    drop = DropFactory(slug="air", quantity=50, admission_rate=2, checkout_window=120, bot_threshold=1000)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    for shopper_id in range(900_001, 900_007):  # six shoppers are already ahead
+        services.ticket_issue(drop=drop, shopper_id=shopper_id, require_authorization=False)
+    UserFactory(username="ann")
+    return drop
+
+
+def _sign_in_hold_and_join(page, server):
+    page.goto(f"{server}/accounts/login/?next=/drops/air/")
+    page.fill("input[name=username]", "ann")
+    page.fill("input[name=password]", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/drops/air/")
+    assert page.is_disabled("#join")  # no queue without a card hold
+    page.select_option("#card", "pm_card_visa")
+    page.click("#hold")
+    page.wait_for_selector("text=Held on visa ending 4242")
+    page.click("#join")
+    page.wait_for_selector("text=You are number 7 in line")
+
+
 def test_shopper_holds_card_joins_watches_position_fall_is_admitted_and_buys(
     asgi_server, browser, settings, redis, stripe_settings
 ):
@@ -28,27 +52,12 @@ def test_shopper_holds_card_joins_watches_position_fall_is_admitted_and_buys(
     selectors.drop_cache_clear()
     # The test browser is an automated, headless Chromium: exactly what bot mitigation flags. This test
     # is about the queue's experience, so the drop's bot threshold is set out of reach.
-    drop = DropFactory(slug="air", quantity=50, admission_rate=2, checkout_window=120, bot_threshold=1000)
-    inventory_services.drop_arm(drop=drop)
-    services.queue_start(drop=drop)
-    for shopper_id in range(900_001, 900_007):  # six shoppers are already ahead
-        services.ticket_issue(drop=drop, shopper_id=shopper_id, require_authorization=False)
-    UserFactory(username="ann")
+    drop = _drop_with_six_ahead()
 
     page = browser.new_page()
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
-    page.goto(f"{asgi_server}/accounts/login/?next=/drops/air/")
-    page.fill("input[name=username]", "ann")
-    page.fill("input[name=password]", "correct horse battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{asgi_server}/drops/air/")
-    assert page.is_disabled("#join")  # no queue without a card hold
-    page.select_option("#card", "pm_card_visa")
-    page.click("#hold")
-    page.wait_for_selector("text=Held on visa ending 4242")
-    page.click("#join")
-    page.wait_for_selector("text=You are number 7 in line")
+    _sign_in_hold_and_join(page, asgi_server)
 
     stop = threading.Event()
     ticker = threading.Thread(target=_ticker, args=(drop, stop), daemon=True)
@@ -80,3 +89,43 @@ def test_shopper_holds_card_joins_watches_position_fall_is_admitted_and_buys(
     page.screenshot(path="var/browser-bought.png")
     order = Order.objects.get(drop=drop)
     assert (order.status, order.shopper.username, order.quantity) == (OrderStatus.PAID, "ann", 1)
+
+
+def test_with_the_websocket_down_polling_survives_reads_that_get_no_answer_and_learns_the_admission(
+    asgi_server, browser, settings, redis, stripe_settings
+):
+    settings.POW_COST = 300
+    selectors.drop_cache_clear()
+    drop = _drop_with_six_ahead()
+    page = browser.new_page()
+    warnings = []  # drop.js warns of each poll that failed
+    page.on("console", lambda message: warnings.append(message.text) if message.type == "warning" else None)
+    # Given a network where the drop's websocket never stays up and the first two position reads fail
+    page.route_web_socket(re.compile(r"/ws/drops/air/$"), lambda ws: ws.close())
+    failed = []
+
+    def position_read(route):
+        if route.request.method == "GET" and len(failed) < 2:
+            failed.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/drops/air/queue$"), position_read)
+    _sign_in_hold_and_join(page, asgi_server)
+
+    # When the drop admits
+    stop = threading.Event()
+    ticker = threading.Thread(target=_ticker, args=(drop, stop), daemon=True)
+    ticker.start()
+    try:
+        # Then the page keeps polling past the failed reads and learns of the admission
+        page.wait_for_selector("text=You're in!", timeout=40_000)
+    finally:
+        stop.set()
+        ticker.join()
+    assert len(failed) == 2
+    assert page.is_visible("#buy")
+    # Only the reads cut off failed: the drop's own answer (serving under "queue") renders too
+    assert warnings
+    assert all("Failed to fetch" in text for text in warnings), warnings
