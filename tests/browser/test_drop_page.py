@@ -1,5 +1,6 @@
 """A signed-in shopper joins from the drop page, watches the position fall over the websocket, is admitted."""
 
+import contextlib
 import re
 import threading
 import time
@@ -14,14 +15,30 @@ from waitingroom import selectors, services
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _ticker(drop, stop):
+@contextlib.contextmanager
+def _ticking(drop):
     """Do what Celery beat does: tick the drop's admission, here every half second."""
-    while not stop.is_set():
-        services.queue_admit_batch(drop=drop)
-        stop.wait(0.5)
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            services.queue_admit_batch(drop=drop)
+            stop.wait(0.5)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
 
 
-def _drop_with_six_ahead():
+def _drop_with_six_ahead(settings):
+    settings.POW_COST = 300
+    selectors.drop_cache_clear()
+    # The test browser is an automated, headless Chromium: exactly what bot mitigation flags. These tests
+    # are about the queue's experience, so the drop's bot threshold is set out of reach.
     drop = DropFactory(slug="air", quantity=50, admission_rate=2, checkout_window=120, bot_threshold=1000)
     inventory_services.drop_arm(drop=drop)
     services.queue_start(drop=drop)
@@ -48,21 +65,14 @@ def _sign_in_hold_and_join(page, server):
 def test_shopper_holds_card_joins_watches_position_fall_is_admitted_and_buys(
     asgi_server, browser, settings, redis, stripe_settings
 ):
-    settings.POW_COST = 300
-    selectors.drop_cache_clear()
-    # The test browser is an automated, headless Chromium: exactly what bot mitigation flags. This test
-    # is about the queue's experience, so the drop's bot threshold is set out of reach.
-    drop = _drop_with_six_ahead()
+    drop = _drop_with_six_ahead(settings)
 
     page = browser.new_page()
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     _sign_in_hold_and_join(page, asgi_server)
 
-    stop = threading.Event()
-    ticker = threading.Thread(target=_ticker, args=(drop, stop), daemon=True)
-    ticker.start()
-    try:
+    with _ticking(drop):
         positions = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -78,9 +88,6 @@ def test_shopper_holds_card_joins_watches_position_fall_is_admitted_and_buys(
         assert page.inner_text("#checkout-left").endswith("left to buy")
         page.click("#buy")
         page.wait_for_selector("text=Bought!")
-    finally:
-        stop.set()
-        ticker.join()
     assert positions[0] == 7
     assert positions == sorted(positions, reverse=True)
     assert len(positions) >= 3  # it fell step by step, as the ticks came in
@@ -94,9 +101,7 @@ def test_shopper_holds_card_joins_watches_position_fall_is_admitted_and_buys(
 def test_with_the_websocket_down_polling_survives_reads_that_get_no_answer_and_learns_the_admission(
     asgi_server, browser, settings, redis, stripe_settings
 ):
-    settings.POW_COST = 300
-    selectors.drop_cache_clear()
-    drop = _drop_with_six_ahead()
+    drop = _drop_with_six_ahead(settings)
     page = browser.new_page()
     warnings = []  # drop.js warns of each poll that failed
     page.on("console", lambda message: warnings.append(message.text) if message.type == "warning" else None)
@@ -115,15 +120,9 @@ def test_with_the_websocket_down_polling_survives_reads_that_get_no_answer_and_l
     _sign_in_hold_and_join(page, asgi_server)
 
     # When the drop admits
-    stop = threading.Event()
-    ticker = threading.Thread(target=_ticker, args=(drop, stop), daemon=True)
-    ticker.start()
-    try:
+    with _ticking(drop):
         # Then the page keeps polling past the failed reads and learns of the admission
         page.wait_for_selector("text=You're in!", timeout=40_000)
-    finally:
-        stop.set()
-        ticker.join()
     assert len(failed) == 2
     assert page.is_visible("#buy")
     # Only the reads cut off failed: the drop's own answer (serving under "queue") renders too
