@@ -420,6 +420,12 @@ def rows_build(report: dict) -> list[tuple[str, str]]:
             _codes(report.get("resent_after_dropped_connection") or {}),
         ),
         (
+            "Simulator's event loop woke late by p50 / p99 / max (inside its latencies)",
+            "{p50} / {p99} / {max} ms".format(
+                **report.get("simulator_loop_lag_ms") or dict.fromkeys(("p50", "p99", "max"))
+            ),
+        ),
+        (
             "Position reads missed (read again at the next poll)",
             _codes(report.get("polls_missed_read_again") or {}),
         ),

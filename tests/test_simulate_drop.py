@@ -87,6 +87,31 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     assert authorizations["canceled"] == sum(authorizations.values()) - UNITS - authorizations["failed"]
     assert report["websocket"]["opened"] > 0
     assert report["admission_rate"]["setting"] == 25
+    lag = report["simulator_loop_lag_ms"]
+    assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
+
+
+def test_the_simulation_measures_how_late_its_own_event_loop_wakes():
+    import asyncio
+    import time
+
+    from waitingroom.simulation.runner import LAG_EVERY, _loop_lag
+    from waitingroom.simulation.stats import ShopperStats
+
+    async def scenario():
+        stats = ShopperStats()
+        watcher = asyncio.create_task(_loop_lag(stats))
+        await asyncio.sleep(LAG_EVERY / 2)
+        time.sleep(0.6)  # a step that holds the loop, as 18,000 websockets' frames do
+        await asyncio.sleep(LAG_EVERY * 3)
+        watcher.cancel()
+        return stats.loop_lag
+
+    # Given a loop held for 0.6 s while the watcher sleeps: the watcher woke about 0.35 s late once
+    lags = asyncio.run(scenario())
+    assert 0.3 <= max(lags) <= 0.6
+    # and on time (within a few ms, give or take the machine) otherwise
+    assert sorted(lags)[0] < 0.05
 
 
 def test_a_shopper_without_a_socket_polls_by_the_eta():

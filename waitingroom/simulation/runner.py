@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 LEAD_SECONDS = 2.0  # from scheduling the drop to the first arrival
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 SETTLE_POLL = 1.0
+LAG_EVERY = 0.25  # how often the simulation's own event loop is checked for lag
 KEEPALIVE_SECONDS = 3.0
 
 
@@ -178,13 +179,15 @@ async def _drive(
         arrivals_began = time.monotonic()
         tasks = [asyncio.create_task(_shopper(plan, net, arrivals_began)) for plan in plans]
         reporter = asyncio.create_task(_progress(progress, stats, monitor, len(plans), arrivals_began))
+        lag = asyncio.create_task(_loop_lag(stats))
         _done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         stats.outcomes["timed_out"] += len(pending)
         reporter.cancel()
-        await asyncio.gather(reporter, return_exceptions=True)
+        lag.cancel()
+        await asyncio.gather(reporter, lag, return_exceptions=True)
         _progress_line(progress, stats, monitor, len(plans), arrivals_began, final=True)
         return len(pending), arrivals_began
     finally:
@@ -224,6 +227,14 @@ async def _shopper(plan, net: Network, arrivals_began: float) -> None:
         outcome = "simulator_error"
     net.stats.outcomes[outcome] += 1
     net.stats.outcomes_by_role[plan.role.value][outcome] += 1
+
+
+async def _loop_lag(stats: ShopperStats) -> None:
+    """Record how late this loop wakes a sleeper: time every shopper's step waits in the client, not the server."""
+    while True:
+        asked = time.monotonic()
+        await asyncio.sleep(LAG_EVERY)
+        stats.loop_lag.append(max(0.0, time.monotonic() - asked - LAG_EVERY))
 
 
 async def _progress(stream: TextIO | None, stats, monitor, total: int, began: float) -> None:

@@ -27,6 +27,7 @@ class ShopperStats:
     outcomes_by_role: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # role -> outcomes
     steps: Counter = field(default_factory=Counter)  # progress: arrived, signed_in, joined, admitted, bought
     sockets: Counter = field(default_factory=Counter)  # opened, dropped, refused, polls, no_slot
+    loop_lag: list[float] = field(default_factory=list)  # seconds the simulation's event loop woke late
     joins_attempted: int = 0
     joins_answered: int = 0
     paid_units: int = 0  # units in orders the API answered as paid
