@@ -107,11 +107,12 @@ def test_the_simulation_measures_how_late_its_own_event_loop_wakes():
         watcher.cancel()
         return stats.loop_lag
 
-    # Given a loop held for 0.6 s while the watcher sleeps: the watcher woke about 0.35 s late once
+    # Given a loop held for 0.6 s, 0.125 s into the watcher's 0.25 s sleep: the watcher woke about
+    # 0.475 s late once (bounds leave room for a busy machine)
     lags = asyncio.run(scenario())
-    assert 0.3 <= max(lags) <= 0.6
-    # and on time (within a few ms, give or take the machine) otherwise
-    assert sorted(lags)[0] < 0.05
+    assert 0.4 <= max(lags) <= 0.85
+    # and about on time otherwise
+    assert min(lags) < 0.1
 
 
 def test_a_shopper_without_a_socket_polls_by_the_eta():
