@@ -30,6 +30,25 @@ def redis_prefix(settings):
         pass  # a test's private Redis that is already gone took its keys with it
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_released(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end the sessions that in-process servers' threads left on it.
+
+    The live servers of the browser, websocket and simulation tests run in daemon threads of this
+    process; a connection one of them still holds would make PostgreSQL refuse to drop the database.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
 
 
