@@ -23,7 +23,8 @@ def queue_tick_all() -> dict[str, int]:
     max_retries=10,
 )
 def admissions_expired_release(drop_id: int, shopper_ids: list[int]) -> None:
-    """Cancel the card holds of shoppers whose checkout window closed unused (idempotent; one per tick)."""
+    """Cancel the card holds of shoppers whose checkout window closed unused (idempotent; a tick sends one
+    per ``EXPIRED_RELEASE_BATCH`` shoppers)."""
     # Payments builds on the waiting room (purchase needs admission); reach back only at call time.
     from payments import services as payment_services
 
@@ -33,8 +34,9 @@ def admissions_expired_release(drop_id: int, shopper_ids: list[int]) -> None:
 
 @shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)
 def admission_expired_release(drop_id: int, shopper_id: int) -> None:
-    """One shopper's release, as ticks before ``admissions_expired_release`` queued it (kept for those)."""
-    admissions_expired_release(drop_id, [shopper_id])
+    """One shopper's release, as ticks before ``admissions_expired_release`` queued it (kept for those);
+    handed on as a task of the batch kind, so it gets that task's retries."""
+    admissions_expired_release.delay(drop_id, [shopper_id])
 
 
 @shared_task(ignore_result=True, soft_time_limit=20, time_limit=30)

@@ -143,6 +143,21 @@ def test_one_tick_that_expires_many_admissions_cancels_all_their_holds(make_drop
     assert Authorization.objects.get(shopper=clients[3].shopper).status == "authorized"
 
 
+def test_a_release_queued_per_shopper_before_the_batch_task_still_cancels_that_hold(make_drop, login, stripe_sdk):
+    from waitingroom import tasks as waitingroom_tasks
+
+    # Given a hold and a release message of the old, one-shopper kind (queued before an upgrade)
+    drop = make_drop()
+    client = login()
+    authorize(client, drop)
+    # When the worker runs it
+    waitingroom_tasks.admission_expired_release.delay(drop.pk, client.shopper.pk)
+    # Then the hold is canceled at Stripe as the batch task would
+    hold = Authorization.objects.get(shopper=client.shopper)
+    assert hold.status == "canceled"
+    assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
+
+
 def test_a_hold_captured_elsewhere_is_brought_in_step_not_canceled(make_drop, login, stripe_sdk):
     drop = make_drop()
     authorize(login(), drop)
