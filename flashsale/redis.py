@@ -8,11 +8,22 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.asyncio import ConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.connection import parse_url
 
 from flashsale.lean_redis import SCHEMES as LEAN_SCHEMES
 from flashsale.lean_redis import LeanRedis
 
 _async_clients: dict[int, AsyncRedis | LeanRedis] = {}
+
+
+def pubsub_namespace() -> str:
+    """Return the prefix of this instance's pub/sub channels: the key prefix and the database number.
+
+    Pub/sub ignores the database number, so two instances on one Redis server with different
+    databases (two ``make run``s) would otherwise hear each other's channels.
+    """
+    database = parse_url(settings.REDIS_URL).get("db", 0)
+    return f"{settings.FLASHSALE_REDIS_PREFIX}:{database}"
 
 
 def redis_client() -> Redis:

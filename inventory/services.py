@@ -232,6 +232,19 @@ def drop_end(*, drop: Drop) -> None:
         drop.ends_at = now
 
 
+@transaction.atomic
+def drop_retire(*, drop: Drop) -> Drop:
+    """End the drop now and move it off its slug (to ``<slug>-<id>``), so a new drop can take the slug.
+
+    Its orders, holds and Redis keys stay with it (they are keyed by id).
+    """
+    drop_end(drop=drop)
+    retired = f"{drop.slug}-{drop.pk}"[:64]
+    Drop.objects.filter(pk=drop.pk).update(slug=retired)
+    drop.slug = retired
+    return drop
+
+
 # --- Units in Redis ----------------------------------------------------------------------------
 
 

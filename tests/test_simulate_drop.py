@@ -252,3 +252,55 @@ def test_the_admission_rate_is_measured_on_the_ticks_clock_within_the_stretches_
     assert measured["while_moving_seconds"] == 2.0
     # A run that never moved has no rate
     assert admission_rate_measure(samples[:1], cap_multiple=2, rate=500)["free_flow"] is None
+
+
+@pytest.mark.django_db
+def test_a_run_with_no_measurement_says_so_rather_than_none(make_drop):
+    from waitingroom.simulation import SimulationConfig, report_format
+    from waitingroom.simulation.report import RunTimes, report_build
+    from waitingroom.simulation.stats import ShopperStats
+
+    # Given a run that ended before anything could be measured (no joins, no samples, no loop lag)
+    drop = make_drop()
+    times = RunTimes(arrivals_began=0.0, starts_at=0.0, shoppers_done=0.0, ended=0.0, timed_out=False, unfinished=0)
+    report = report_build(
+        config=SimulationConfig(url="http://127.0.0.1:1"), drop=drop, stats=ShopperStats(), samples=[], times=times,
+        beat_failures=None,
+    )  # fmt: skip
+
+    # When the report is printed
+    text = report_format(report)
+
+    # Then it never prints None
+    assert "None" not in text
+    assert "not measured in free flow" in text
+
+
+@pytest.mark.parametrize(("shoppers", "forwarded_for", "enabled", "refused"), [
+    (61, False, True, True),
+    (60, False, True, False),
+    (5000, True, True, False),
+    (5000, False, False, False),
+])  # fmt: skip
+def test_a_run_the_servers_per_address_limits_would_refuse_is_refused_in_one_line(
+    settings, shoppers, forwarded_for, enabled, refused
+):
+    from waitingroom.simulation import SimulationConfig
+    from waitingroom.simulation.runner import SimulationError, rate_limits_check
+
+    # Given the server's limits as `make run` has them (card step: 60 a minute per address)
+    settings.RATELIMIT_ENABLE = enabled
+    config = SimulationConfig(url="http://127.0.0.1:8000", shoppers=shoppers, forwarded_for=forwarded_for)
+
+    # When the simulation checks them before it starts
+    if not refused:
+        rate_limits_check(config)
+        return
+    with pytest.raises(SimulationError) as raised:
+        rate_limits_check(config)
+
+    # Then it says in one line which settings the server needs
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "RATELIMIT_ENABLE=0" in message
+    assert "at most 60 shoppers" in message

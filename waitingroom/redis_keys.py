@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
-
+from flashsale.redis import pubsub_namespace
 from inventory.redis_keys import drop_tag
 
 
@@ -55,8 +54,8 @@ def queue_keys(drop_id: int) -> QueueKeys:
 
 def updates_channel(drop_id: int) -> str:
     """Pub/sub channel on which a drop's websocket frames are published."""
-    return f"{settings.FLASHSALE_REDIS_PREFIX}:ws:{drop_id}"
+    return f"{pubsub_namespace()}:ws:{drop_id}"
 
 
 def updates_pattern() -> str:
-    return f"{settings.FLASHSALE_REDIS_PREFIX}:ws:*"
+    return f"{pubsub_namespace()}:ws:*"

@@ -167,7 +167,8 @@ RATELIMIT_USE_CACHE = "default"
 
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="sk_test_localstripe")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe")
-STRIPE_API_BASE = env("STRIPE_API_BASE", default="http://127.0.0.1:8420")
+# localstripe's address for local runs (`make run` starts it on LOCALSTRIPE_PORT).
+STRIPE_API_BASE = env("STRIPE_API_BASE", default=f"http://127.0.0.1:{env.int('LOCALSTRIPE_PORT', default=8420)}")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_RATE_LIMIT = env.int("STRIPE_RATE_LIMIT", default=25)
 

@@ -1,11 +1,13 @@
 """The management commands of API.md: schedule_drop, create_shoppers, drop_status, reconcile_drop."""
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from inventory import selectors, services
 from inventory.models import Drop
@@ -148,3 +150,38 @@ def test_reconcile_drop_repairs_redis_from_the_database(drop, redis):
     dry = json.loads(run("reconcile_drop", drop.slug, "--dry-run"))
     assert dry["agree"] is True
     assert "after" not in dry
+
+
+def test_seed_demo_rearms_a_demo_drop_that_already_started(make_drop):
+    # Given a demo drop from an earlier `make run` that started (and sold a unit) long ago
+    hour_ago = timezone.now() - timedelta(hours=1)
+    old = make_drop(slug="demo-sneaker", starts_at=hour_ago, prequeue_opens_at=hour_ago)
+    Drop.objects.filter(pk=old.pk).update(sold=1)
+
+    # When `make run` seeds the demo again
+    out = run("seed_demo")
+
+    # Then a fresh demo drop counts down to a start a few minutes away, and the old one is kept, ended, aside
+    fresh = selectors.drop_get_any(slug="demo-sneaker")
+    assert fresh.pk != old.pk
+    assert fresh.state_at() == "prequeue"
+    assert 170 <= (fresh.starts_at - fresh.created_at).total_seconds() <= 190
+    old.refresh_from_db()
+    assert old.slug == f"demo-sneaker-{old.pk}"
+    assert old.state_at() == "ended"
+    assert old.sold == 1
+    assert "/drops/demo-sneaker/" in out
+    assert ".venv/bin/python manage.py" in out
+
+
+def test_seed_demo_keeps_a_demo_drop_that_has_not_started(make_drop):
+    # Given a demo drop still counting down
+    waiting = make_drop(slug="demo-sneaker", starts_at=timezone.now() + timedelta(minutes=2))
+
+    # When `make run` seeds the demo again, twice
+    run("seed_demo")
+    run("seed_demo")
+
+    # Then it is the same drop, untouched
+    assert selectors.drop_get_any(slug="demo-sneaker").pk == waiting.pk
+    assert Drop.objects.count() == 1

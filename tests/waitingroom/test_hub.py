@@ -2,10 +2,12 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 
 from waitingroom import realtime
+from waitingroom.redis_keys import updates_channel, updates_pattern
 
 
 class FakeSocket:
@@ -62,3 +64,34 @@ async def test_a_stalled_socket_is_closed_and_the_broadcast_goes_on(monkeypatch)
     assert all(sock.frames == ['{"type": "drop"}'] for sock in healthy)
     assert stalled.closed == 1013
     assert set(hub.by_drop[1]) == set(healthy)  # both broken sockets left the hub
+
+
+def test_two_instances_on_one_redis_server_do_not_hear_each_other(settings, redis):
+    # Given two instances with the same key prefix on one Redis server, in databases 3 and 4 (pub/sub
+    # channels ignore the database number)
+    base = settings.REDIS_URL.rsplit("/", 1)[0]
+    settings.REDIS_URL = f"{base}/3"
+    mine = updates_channel(42)
+    pattern = updates_pattern()
+    settings.REDIS_URL = f"{base}/4"
+    theirs = updates_channel(42)
+    listener = redis.pubsub(ignore_subscribe_messages=True)
+    listener.psubscribe(pattern)
+    try:
+        # When the other instance publishes a frame of its drop 42, then this instance does
+        redis.publish(theirs, "theirs")
+        redis.publish(mine, "mine")
+
+        # Then this instance's subscriber hears only its own
+        heard = []
+        deadline = time.monotonic() + 3
+        while len(heard) < 1 and time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.5)
+            if message is not None:
+                heard.append(message["data"])
+        assert heard == [b"mine"]
+        assert listener.get_message(timeout=0.5) is None
+    finally:
+        listener.close()
+    assert mine == f"{settings.FLASHSALE_REDIS_PREFIX}:3:ws:42"
+    assert theirs == f"{settings.FLASHSALE_REDIS_PREFIX}:4:ws:42"

@@ -205,7 +205,7 @@ def report_format(report: dict) -> str:
         ("open authorizations left", report["authorizations_open"]),
         (
             "join latency",
-            f"p50 {report['join_latency_ms']['p50']} ms, p99 {report['join_latency_ms']['p99']} ms "
+            f"p50 {_milliseconds(report['join_latency_ms']['p50'])}, p99 {_milliseconds(report['join_latency_ms']['p99'])} "
             f"({joins['answered']:,} of {joins['attempted']:,} joins answered)",
         ),
         ("5xx responses", _flag(report["server_errors_5xx"], good=report["server_errors_5xx"] == 0)),
@@ -213,14 +213,17 @@ def report_format(report: dict) -> str:
         ("position reads missed (read again)", sum(report["polls_missed_read_again"].values())),
         (
             "admission rate",
-            f"set {rate['setting']}/s; measured {rate['free_flow']}/s in free flow ({rate['free_flow_seconds']} s, "
-            f"{rate['free_flow_ticks']} ticks; {rate['free_flow_sampled']}/s on the sampler's clock), "
-            f"{rate['while_moving']}/s while the queue moved ({rate['while_moving_seconds']} s)",
+            f"set {rate['setting']}/s; measured {_per_second(rate['free_flow'])} in free flow "
+            f"({rate['free_flow_seconds']} s, {rate['free_flow_ticks']} ticks; "
+            f"{_per_second(rate['free_flow_sampled'])} on the sampler's clock), "
+            f"{_per_second(rate['while_moving'])} while the queue moved ({rate['while_moving_seconds']} s)",
         ),
         ("time to sell out", _seconds(report["time_to_sell_out_seconds"])),
         (
             "simulator loop lag",
-            "p50 {p50} ms, p99 {p99} ms, max {max} ms (latencies include it)".format(**report["simulator_loop_lag_ms"]),
+            "p50 {p50}, p99 {p99}, max {max} (latencies include it)".format(
+                **{k: _milliseconds(v) for k, v in report["simulator_loop_lag_ms"].items()}
+            ),
         ),
         ("database and Redis agree", "yes" if report["database_and_redis_agree"] else "NO"),
         ("run time", f"{report['seconds']['shoppers']} s shoppers, {report['seconds']['total_with_settling']} s total"),
@@ -251,6 +254,15 @@ def report_format(report: dict) -> str:
 
 def _flag(value: int, *, good: bool) -> str:
     return str(value) if good else f"{value}  <-- MUST BE 0"
+
+
+def _milliseconds(value: float | None) -> str:
+    return "not measured" if value is None else f"{value} ms"
+
+
+def _per_second(value: float | None) -> str:
+    """A measured rate, or why there is none (no stretch long enough to measure)."""
+    return "not measured" if value is None else f"{value}/s"
 
 
 def _seconds(value: float | None) -> str:

@@ -40,6 +40,31 @@ class SimulationError(Exception):
     """The simulation could not start (server unreachable or not sharing this environment)."""
 
 
+# The rate-limit groups a simulated shopper's requests fall under (sign-in only with --sign-in password).
+SHOPPER_GROUPS = ("authorization", "challenge", "queue-join", "purchase")
+
+
+def rate_limits_check(config: SimulationConfig) -> None:
+    """Refuse, in one line, a run whose shoppers would exceed the server's per-address rate limits.
+
+    Every simulated shopper comes from this machine's one address unless --forwarded-for gives
+    each its own (behind TRUSTED_PROXY_COUNT=1). The server is assumed to run with this
+    environment's settings, as ``make run`` and this command do by default.
+    """
+    if not settings.RATELIMIT_ENABLE or config.forwarded_for:
+        return
+    groups = (*SHOPPER_GROUPS, "sign-in") if config.sign_in == "password" else SHOPPER_GROUPS
+    allowed = min(
+        int(rate.split("/", 1)[0]) for group in groups for key, rate in settings.RATE_LIMITS[group] if key == "ip"
+    )
+    if config.shoppers > allowed:
+        raise SimulationError(
+            f"{config.shoppers} shoppers from one address exceed the server's limit of {allowed} per address: "
+            "run the server and this command with RATELIMIT_ENABLE=0 (or pass --forwarded-for to a server "
+            f"behind TRUSTED_PROXY_COUNT=1), or simulate at most {allowed} shoppers"
+        )
+
+
 def files_limit_raise() -> int:
     """Raise this process's open-files soft limit to the hard limit; return it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -52,6 +77,7 @@ def files_limit_raise() -> int:
 def simulation_run(config: SimulationConfig, *, progress: TextIO | None = None) -> dict:
     """Run the whole simulation against ``config.url`` and return the report (see ``report_build``)."""
     progress = progress if config.progress else None
+    rate_limits_check(config)
     files = files_limit_raise()
     sockets = min(config.sockets, max(0, files - len(LANES) * config.concurrency - 200))
     began = time.monotonic()

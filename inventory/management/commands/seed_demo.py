@@ -15,10 +15,17 @@ MERCHANDISER_PASSWORD = "flashsale-demo"  # noqa: S105 - a local demo account, p
 
 
 class Command(BaseCommand):
-    help = "Create (once) a demo drop starting in a few minutes and a merchandiser account."
+    help = (
+        "Create the demo drop, starting in a few minutes (a demo drop that has already started is retired "
+        "and a fresh one takes its place), and a merchandiser account."
+    )
 
     def handle(self, *args, **opts):
-        if selectors.drop_get_any(slug=DEMO_SLUG) is None:
+        demo = selectors.drop_get_any(slug=DEMO_SLUG)
+        if demo is not None and demo.starts_at <= timezone.now():
+            services.drop_retire(drop=demo)
+            demo = None
+        if demo is None:
             starts_at = timezone.now() + timedelta(minutes=3)
             services.drop_schedule(
                 slug=DEMO_SLUG,
@@ -45,8 +52,8 @@ class Command(BaseCommand):
                     f"user {MERCHANDISER!r} password {MERCHANDISER_PASSWORD!r}"
                     + ("" if created else " (existing account; password unchanged)"),
                     f"  demo drop: http://127.0.0.1:{port}/drops/{DEMO_SLUG}/",
-                    "  shoppers: sign up on the site, or `python manage.py create_shoppers --count 10 --prefix "
-                    "shopper --password <pw>`",
+                    "  shoppers: sign up on the site, or `.venv/bin/python manage.py create_shoppers --count 10 "
+                    "--prefix shopper --password <pw>`",
                     "",
                 ]
             )
