@@ -225,6 +225,7 @@ def frames_heard(url: str, slug: str, seconds: float) -> list[dict]:
     import websockets
 
     visitor = Browser(url)
+    visitor.call("GET", "/api/session")  # the CSRF cookie
     name = f"listener{int(time.time())}"
     status, body = visitor.call("POST", "/api/shoppers", {"username": name, "email": f"{name}@example.com",
                                                           "password": "a long listen 2026"})  # fmt: skip
