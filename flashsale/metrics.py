@@ -23,9 +23,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from flashsale.api import error_response
+from flashsale.checkout.selectors import drop_status_get
 from flashsale.net import client_ip
 from inventory.selectors import drop_list_visible
-from waitingroom.selectors import bot_stats_get, drop_status_get, queue_stats_get
+from waitingroom.selectors import bot_stats_get, queue_stats_get
 
 REQUEST_LATENCY = Histogram(
     "flashsale_http_request_duration_seconds",

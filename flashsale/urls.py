@@ -8,6 +8,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
+    path("", include("flashsale.checkout.urls")),
     path("", include("payments.urls")),
     path("", include("waitingroom.urls")),
 ]

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 
 class AuthorizationStatus(models.TextChoices):
+    SCHEDULED = "scheduled"  # the card is given; its hold is placed when the shopper's turn comes near
     REQUIRES_ACTION = "requires_action"
     AUTHORIZED = "authorized"
     CAPTURED = "captured"
@@ -14,6 +15,7 @@ class AuthorizationStatus(models.TextChoices):
     FAILED = "failed"
 
 
+# A hold placed at Stripe that nobody captured yet (a scheduled card has no hold to cancel).
 OPEN_STATUSES = (AuthorizationStatus.REQUIRES_ACTION, AuthorizationStatus.AUTHORIZED)
 
 
@@ -25,6 +27,12 @@ class Authorization(models.Model):
     status = models.CharField(max_length=24, choices=AuthorizationStatus.choices)
     attempt = models.PositiveSmallIntegerField(
         default=1, help_text="1 for the shopper's first card on this drop; part of the idempotency key."
+    )
+    payment_method_id = models.CharField(max_length=255, blank=True, help_text="The card the shopper gave (pm_...).")
+    placing_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the hold scheduler started placing this hold (a claim; stale after a minute).",
     )
     payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2)

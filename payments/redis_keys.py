@@ -5,9 +5,9 @@ from django.conf import settings
 from inventory.redis_keys import drop_tag
 
 
-def authorized_key(drop_id: int) -> str:
-    """Hash shopper id -> card fingerprint of the shoppers holding an ``authorized`` hold (read by the join script)."""
-    return f"{drop_tag(drop_id)}:authorized"
+def client_secret_key(authorization_id: int) -> str:
+    """Cache key of the client secret of a hold waiting for 3-D Secure."""
+    return f"pay:client_secret:{authorization_id}"
 
 
 def stripe_bucket_key() -> str:

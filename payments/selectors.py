@@ -24,17 +24,28 @@ def authorization_latest_get(*, drop_id: int, shopper_id: int) -> Authorization 
 
 def authorization_public(authorization: Authorization, *, client_secret: str | None = None) -> dict:
     """Return the authorization as the API shows it to its shopper (the client secret only while 3-D Secure waits)."""
-    data: dict = {"status": authorization.status}
-    if authorization.status == AuthorizationStatus.REQUIRES_ACTION:
-        data["client_secret"] = client_secret
-    data.update(
-        amount=f"{authorization.amount:.2f}",
-        currency=authorization.currency,
-        card={"brand": authorization.card_brand, "last4": authorization.card_last4},
-    )
-    if authorization.status == AuthorizationStatus.FAILED:
-        data["failure_code"] = authorization.failure_code
-    return data
+    known = authorization.card_brand or authorization.card_last4
+    failed = authorization.status == AuthorizationStatus.FAILED
+    return {
+        "status": authorization.status,
+        "amount": f"{authorization.amount:.2f}",
+        "currency": authorization.currency,
+        "card": {"brand": authorization.card_brand, "last4": authorization.card_last4} if known else None,
+        "decline_code": authorization.failure_code or None if failed else None,
+        "client_secret": client_secret if authorization.status == AuthorizationStatus.REQUIRES_ACTION else None,
+    }
+
+
+def authorizations_latest(*, drop_id: int) -> dict[int, Authorization]:
+    """Each shopper's latest authorization for the drop (what the queue's view of holds is rebuilt from)."""
+    latest: dict[int, Authorization] = {}
+    for authorization in (
+        Authorization.objects.filter(drop_id=drop_id)
+        .order_by("shopper_id", "attempt")
+        .only("shopper_id", "status", "failure_code", "updated_at", "attempt")
+    ):
+        latest[authorization.shopper_id] = authorization
+    return latest
 
 
 def order_public(order: Order) -> dict:

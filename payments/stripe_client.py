@@ -2,8 +2,9 @@
 
 Every call first takes a token from the Redis token bucket (``stripe_tokens_take``), so all
 web and worker processes together stay under ``STRIPE_RATE_LIMIT`` calls per second. Nothing
-here sleeps: an empty bucket raises ``PaymentsBusy`` with the wait, and the caller answers
-``503 payments_busy`` with ``Retry-After`` (requests) or retries later (tasks).
+here sleeps: an empty bucket raises ``PaymentsBusy`` with the wait; background work (the hold
+scheduler, cancellations) continues later, and a purchase answers ``503 payments_busy`` with
+``Retry-After`` (rare: captures come first, and admission follows the holds' pace).
 """
 
 from __future__ import annotations
@@ -59,11 +60,11 @@ def bucket_shape() -> tuple[float, int]:
 def stripe_tokens_take(*, count: int = 1, background: bool = False) -> None:
     """Take ``count`` tokens for calls to Stripe at once, or raise ``PaymentsBusy`` with the wait.
 
-    Background work (cancellations) leaves one token in the bucket, so a shopper's
-    capture is not starved by a pipeline draining the rate.
+    Background work (placing holds, cancellations, reads) leaves ``STRIPE_CAPTURE_RESERVE``
+    tokens in the bucket, so shoppers' captures come first and are never starved by it.
     """
     refill, capacity = bucket_shape()
-    floor = 1 if background and capacity > count else 0
+    floor = max(0, min(int(settings.STRIPE_CAPTURE_RESERVE), capacity - count)) if background else 0
     code, wait_ms = lua_script("stripe_bucket")(
         keys=[stripe_bucket_key()], args=[refill, capacity, min(count, capacity), floor], client=redis_client()
     )

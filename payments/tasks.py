@@ -48,6 +48,16 @@ def authorization_cancel(self, authorization_id: int, reason: str = services.can
 
 
 @shared_task(bind=True, **STRIPE_TASK)
+def hold_void(self, authorization_id: int, reason: str) -> str:
+    """Cancel at Stripe a hold we refused after it was placed (card over its accounts limit), at the allowed rate."""
+    try:
+        stripe_tokens_take(background=True)
+        return services.authorization_void(authorization_id=authorization_id, reason=reason)
+    except PaymentsBusy as busy:
+        raise self.retry(countdown=busy.wait_ms / 1000, max_retries=None) from None
+
+
+@shared_task(bind=True, **STRIPE_TASK)
 def drop_authorizations_release(self, drop_id: int) -> int:
     """Cancel every open hold of a drop that sold out or ended, at the allowed rate; returns how many now.
 

@@ -95,8 +95,8 @@ def test_the_simulation_measures_how_late_its_own_event_loop_wakes():
     import asyncio
     import time
 
-    from waitingroom.simulation.runner import LAG_EVERY, _loop_lag
-    from waitingroom.simulation.stats import ShopperStats
+    from flashsale.simulation.runner import LAG_EVERY, _loop_lag
+    from flashsale.simulation.stats import ShopperStats
 
     async def scenario():
         stats = ShopperStats()
@@ -116,7 +116,7 @@ def test_the_simulation_measures_how_late_its_own_event_loop_wakes():
 
 
 def test_a_shopper_without_a_socket_polls_by_the_eta():
-    from waitingroom.simulation.shopper import POLL_MAX_SECONDS, POLL_START_SPREAD, poll_wait
+    from flashsale.simulation.shopper import POLL_MAX_SECONDS, POLL_START_SPREAD, poll_wait
 
     # Before the start there is nothing to learn: the first read comes at the start, spread over a few seconds
     assert 40 <= poll_wait({"eta_seconds": None}, until_start=40) <= 40 + POLL_START_SPREAD
@@ -135,9 +135,9 @@ def _against_a_dropping_server(drops: int, body: bytes, act):
     import aiohttp
     from yarl import URL
 
-    from waitingroom.simulation.config import Role, ShopperPlan
-    from waitingroom.simulation.shopper import LANES, Lane, Network, Shopper
-    from waitingroom.simulation.stats import ShopperStats
+    from flashsale.simulation.config import Role, ShopperPlan
+    from flashsale.simulation.shopper import LANES, Lane, Network, Shopper
+    from flashsale.simulation.stats import ShopperStats
 
     async def scenario():
         seen = []
@@ -217,8 +217,8 @@ def test_a_position_read_with_no_answer_is_missed_and_read_again_later_as_the_pa
 
 
 def test_the_admission_rate_is_measured_on_the_ticks_clock_within_the_stretches_only_the_rate_held_back():
-    from waitingroom.simulation.beat import Sample
-    from waitingroom.simulation.report import admission_rate_measure
+    from flashsale.simulation.beat import Sample
+    from flashsale.simulation.report import admission_rate_measure
 
     # Given ticks a second apart (on Redis's clock) that each admit 500 until 1,500 are in, read by a sampler
     # every quarter second whose own clock wanders by up to 0.2 s
@@ -256,9 +256,9 @@ def test_the_admission_rate_is_measured_on_the_ticks_clock_within_the_stretches_
 
 @pytest.mark.django_db
 def test_a_run_with_no_measurement_says_so_rather_than_none(make_drop):
-    from waitingroom.simulation import SimulationConfig, report_format
-    from waitingroom.simulation.report import RunTimes, report_build
-    from waitingroom.simulation.stats import ShopperStats
+    from flashsale.simulation import SimulationConfig, report_format
+    from flashsale.simulation.report import RunTimes, report_build
+    from flashsale.simulation.stats import ShopperStats
 
     # Given a run that ended before anything could be measured (no joins, no samples, no loop lag)
     drop = make_drop()
@@ -285,8 +285,8 @@ def test_a_run_with_no_measurement_says_so_rather_than_none(make_drop):
 def test_a_run_the_servers_per_address_limits_would_refuse_is_refused_in_one_line(
     settings, shoppers, forwarded_for, enabled, refused
 ):
-    from waitingroom.simulation import SimulationConfig
-    from waitingroom.simulation.runner import SimulationError, rate_limits_check
+    from flashsale.simulation import SimulationConfig
+    from flashsale.simulation.runner import SimulationError, rate_limits_check
 
     # Given the server's limits as `make run` has them (card step: 60 a minute per address)
     settings.RATELIMIT_ENABLE = enabled

@@ -3,28 +3,25 @@
 The join, start and release scripts append ``shopper:ticket`` to a per-drop journal in the
 same atomic call; a Celery task drains the journal into ``QueueEntry`` rows in batches,
 once a second, and saves the counters and open admissions in ``QueueSnapshot``. When a
-drop's Redis keys are gone (a restart with no persistence), ``drop_recover_if_lost``
-rebuilds the stock from orders and the queue from these rows. What the last second did
+drop's Redis keys are gone (a restart with no persistence), the checkout's
+``drop_recover_if_lost`` rebuilds the stock from orders, the card holds from the
+authorizations and the queue from these rows (``queue_rebuild``). What the last second did
 not save is lost: those shoppers are told they are not in the queue and join again.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
+from redis.exceptions import LockError
 
 from flashsale.redis import redis_client
-from inventory import services as inventory_services
 from inventory.models import Drop
-from inventory.redis_keys import inventory_keys
 from inventory.selectors import buyers_get
-from payments import services as payment_services
 
 from .models import QueueEntry, QueueSnapshot
 from .redis_keys import queue_keys
@@ -51,8 +48,8 @@ def queue_persist(*, drop: Drop) -> int:
     """
     q = queue_keys(drop.pk)
     client = redis_client()
-    token = secrets.token_hex(8)
-    if not client.set(q.persist_lock, token, nx=True, ex=LOCK_SECONDS):
+    lock = client.lock(q.persist_lock, timeout=LOCK_SECONDS, blocking=False)
+    if not lock.acquire():
         return 0
     saved = 0
     try:
@@ -66,8 +63,10 @@ def queue_persist(*, drop: Drop) -> int:
                 break
         _snapshot_save(drop=drop)
     finally:
-        if client.get(q.persist_lock) == token.encode():
-            client.delete(q.persist_lock)
+        try:
+            lock.release()
+        except LockError:
+            logger.warning("drop %s: the queue's save lock expired before the save ended", drop.pk)
     return saved
 
 
@@ -124,7 +123,7 @@ def queue_rebuild(*, drop: Drop) -> QueueRebuild:
     }
     pipe = redis_client().pipeline(transaction=True)
     pipe.delete(q.entries, q.tickets, q.prequeue, q.started, q.last_ticket, q.serving, q.admitted, q.outcome,
-                q.parked, q.journal, q.tick)  # fmt: skip
+                q.parked, q.journal, q.tick, q.deferred)  # fmt: skip
     for start in range(0, len(entries), REBUILD_CHUNK):
         chunk = entries[start : start + REBUILD_CHUNK]
         pipe.hset(q.entries, mapping=dict(chunk))
@@ -151,29 +150,3 @@ def queue_rebuild(*, drop: Drop) -> QueueRebuild:
     pipe.execute()
     logger.warning("drop %s: queue rebuilt from the database: %s entries, serving %s", drop.pk, len(entries), serving)
     return QueueRebuild(entries=len(entries), prequeue=len(prequeue), serving=serving, admitted=len(admitted))
-
-
-def drop_recover_if_lost(*, drop: Drop) -> bool:
-    """Rebuild the drop's stock and queue when Redis lost them (the stock key is the sign); True if it did.
-
-    Until then claims fail closed (no stock key) and the join script sees an empty queue.
-    """
-    if redis_client().exists(inventory_keys(drop.pk).stock):
-        return False
-    logger.error("drop %s: its Redis keys are gone; rebuilding stock, card holds and queue from the database", drop.pk)
-    inventory_services.inventory_rebuild(drop=drop)
-    payment_services.authorized_rebuild(drop_id=drop.pk)
-    queue_rebuild(drop=drop)
-    return True
-
-
-def queue_save_all() -> dict[str, int]:
-    """For every open, armed drop: recover what Redis lost, else save the journal (beat, every second)."""
-    now = timezone.now()
-    saved = {}
-    for drop in Drop.objects.filter(armed_at__isnull=False, prequeue_opens_at__lte=now).exclude(ends_at__lte=now):
-        if drop_recover_if_lost(drop=drop):
-            saved[drop.slug] = -1
-        else:
-            saved[drop.slug] = queue_persist(drop=drop)
-    return saved

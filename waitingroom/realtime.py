@@ -65,10 +65,10 @@ def tick_publish(*, drop: Drop, tick: TickResult) -> None:
     """After a tick: one drop frame for all, and an entry frame for each shopper whose status changed."""
     frame = drop_frame_get(drop=drop)
     entries: dict[int, dict] = {}
-    for offset, shopper_id in enumerate(tick.admitted, start=1):
+    for shopper_id, ticket in zip(tick.admitted, tick.tickets, strict=True):
         entry = entry_build(
             drop=drop,
-            ticket=tick.serving_before + offset,
+            ticket=ticket,
             serving=tick.serving,
             length=frame["length"],
             expires_ms=_expiry_ms(drop),
@@ -86,6 +86,7 @@ def tick_publish(*, drop: Drop, tick: TickResult) -> None:
             "length": frame["length"],
             "eta_seconds": None,
             "admission_expires_at": None,
+            "decline_code": None,
         }
     _publish(drop.pk, frame=frame, entries=entries)
 

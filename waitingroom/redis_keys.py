@@ -24,7 +24,8 @@ class QueueKeys:
     parked: str  # hash shopper id -> reasons: entries parked in the queue that is never admitted
     blocked: str  # hash reason -> joins refused for it
     flagged: str  # hash reason -> entries parked for it
-    cards: str  # hash card fingerprint -> accounts queued with that card
+    holds: str  # hash shopper id -> hold state (see HoldState): who gave a card, and whether its hold is placed
+    deferred: str  # sorted set shopper id -> ticket: passed by admission while their hold was not ready
     journal: str  # list of "shopper:ticket" entries not yet saved to the database
     persist_lock: str  # held while one process saves the journal
 
@@ -46,7 +47,8 @@ def queue_keys(drop_id: int) -> QueueKeys:
         parked=f"{tag}:q:parked",
         blocked=f"{tag}:bots:blocked",
         flagged=f"{tag}:bots:flagged",
-        cards=f"{tag}:q:cards",
+        holds=f"{tag}:q:holds",
+        deferred=f"{tag}:q:deferred",
         journal=f"{tag}:q:journal",
         persist_lock=f"{tag}:q:persist_lock",
     )

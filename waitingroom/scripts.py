@@ -21,7 +21,6 @@ class JoinResult(enum.IntEnum):
     POW_REPLAYED = 6
     DEVICE_LIMIT = 7
     PARKED = 8
-    CARD_LIMIT = 9
 
 
 class StartResult(enum.IntEnum):
@@ -38,6 +37,34 @@ class ReleaseResult(enum.IntEnum):
 class FinishResult(enum.IntEnum):
     FINISHED = 1
     NOT_ADMITTED = 2
+
+
+class HoldState:
+    """The card hold states the queue keeps per shopper (``QueueKeys.holds``); ``tick.lua`` reads them.
+
+    ``s`` the card is given and its hold is still to be placed; ``p:<ms>`` it is being placed (since);
+    ``r`` it is placed (ready to admit); ``f:<ms>:<code>`` payment is required (since; why).
+    """
+
+    SCHEDULED = "s"
+    READY = "r"
+
+    @staticmethod
+    def placing(now_ms: int) -> str:
+        return f"p:{now_ms}"
+
+    @staticmethod
+    def failed(now_ms: int, code: str) -> str:
+        return f"f:{now_ms}:{code}"
+
+    @staticmethod
+    def failure(state: str) -> str | None:
+        """The decline code of a ``payment required`` state, else None."""
+        return state.split(":", 2)[2] if state.startswith("f:") else None
+
+    @staticmethod
+    def placing_since(state: str) -> int | None:
+        return int(state[2:]) if state.startswith("p:") else None
 
 
 def lua_script(name: str) -> Script:

@@ -12,12 +12,10 @@ from flashsale.formats import iso_utc
 from flashsale.redis import redis_client
 from inventory.models import Drop, DropState
 from inventory.redis_keys import inventory_keys
-from inventory.selectors import drop_state_get, orders_by_status, stock_get
-from payments.selectors import authorization_counts
+from inventory.selectors import drop_state_get, stock_get
 
-from .dashboard import recent_rate, series_get
 from .redis_keys import queue_keys
-from .scripts import lua_script
+from .scripts import HoldState, lua_script
 
 DROP_CACHE_SECONDS = 1.0
 NOT_QUEUED = -2  # entry.lua's answer for a shopper with no entry (-1 is a parked entry)
@@ -27,6 +25,7 @@ _drop_cache: dict[str, tuple[float, Drop | None]] = {}
 class EntryStatus(enum.StrEnum):
     PREQUEUE = "prequeue"
     WAITING = "waiting"
+    PAYMENT_REQUIRED = "payment_required"
     ADMITTED = "admitted"
     EXPIRED = "expired"
     PURCHASED = "purchased"
@@ -42,6 +41,7 @@ class Entry:
     length: int
     eta_seconds: int | None
     admission_expires_at: datetime | None
+    decline_code: str | None = None  # with payment_required: why the card hold was not placed
 
     def as_dict(self) -> dict:
         return {
@@ -52,6 +52,7 @@ class Entry:
             "length": self.length,
             "eta_seconds": self.eta_seconds,
             "admission_expires_at": iso_utc(self.admission_expires_at),
+            "decline_code": self.decline_code,
         }
 
 
@@ -92,10 +93,14 @@ def entry_build(
     rate: float,
     sold_out: bool,
     last_ticket: int = 0,
+    hold: str = "",
+    deferred: bool = False,
 ) -> Entry:
     """Derive the entry the API shows from the raw queue figures.
 
     A parked entry (ticket -1) looks like a waiting one at the very end of the line, forever.
+    ``hold`` is the card hold's state (``HoldState``); ``deferred``: admission passed the ticket
+    while its hold was not placed, and the shopper keeps their place until it is.
     """
     expires_at = datetime.fromtimestamp(expires_ms / 1000, tz=UTC) if expires_ms else None
     if ticket < 0:
@@ -106,13 +111,16 @@ def entry_build(
         return Entry(status, None, None, serving, length, None, None)
     if outcome == "purchased":
         return Entry(EntryStatus.PURCHASED, ticket, 0, serving, length, 0, None)
-    if ticket <= serving:
-        if expires_at is not None and expires_ms > time.time() * 1000:
-            return Entry(EntryStatus.ADMITTED, ticket, 0, serving, length, 0, expires_at)
+    if expires_at is not None and expires_ms > time.time() * 1000 and ticket <= serving:
+        return Entry(EntryStatus.ADMITTED, ticket, 0, serving, length, 0, expires_at)
+    if outcome in ("expired", "passed") or (ticket <= serving and not deferred):
         return Entry(EntryStatus.EXPIRED, ticket, 0, serving, length, None, None)
-    position = ticket - serving
+    position = max(1, ticket - serving)
     if sold_out:
         return Entry(EntryStatus.SOLD_OUT, ticket, position, serving, length, None, None)
+    failure = HoldState.failure(hold)
+    if failure is not None:
+        return Entry(EntryStatus.PAYMENT_REQUIRED, ticket, position, serving, length, None, None, failure)
     per_second = rate if rate >= 1 else drop.admission_rate
     return Entry(EntryStatus.WAITING, ticket, position, serving, length, math.ceil(position / per_second), None)
 
@@ -120,15 +128,28 @@ def entry_build(
 def entry_call(*, drop: Drop, shopper_id: int) -> tuple[list[str], list]:
     """The keys and arguments of ``entry.lua`` for one shopper (sync and async callers share them)."""
     q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
-    return [q.entries, q.serving, q.admitted, q.outcome, q.tick, q.last_ticket, inv.stock, inv.holds], [shopper_id]
+    keys = [
+        q.entries,
+        q.serving,
+        q.admitted,
+        q.outcome,
+        q.tick,
+        q.last_ticket,
+        inv.stock,
+        inv.holds,
+        q.holds,
+        q.deferred,
+    ]
+    return keys, [shopper_id]
 
 
 def entry_from_raw(*, drop: Drop, raw: list) -> Entry | None:
     """Interpret ``entry.lua``'s answer; None when the shopper is not in the queue."""
-    ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds = raw
+    ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds, hold, deferred = raw
     if ticket == NOT_QUEUED:
         return None
     outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+    hold = hold.decode() if isinstance(hold, bytes) else hold
     sold_out = drop.state_at(remaining=1) is not DropState.ENDED and stock == 0 and holds == 0
     return entry_build(
         drop=drop,
@@ -140,6 +161,8 @@ def entry_from_raw(*, drop: Drop, raw: list) -> Entry | None:
         rate=rate / 1000,
         sold_out=sold_out,
         last_ticket=last_ticket,
+        hold=hold,
+        deferred=bool(deferred),
     )
 
 
@@ -216,28 +239,6 @@ def drop_frame_get(*, drop: Drop) -> dict:
     }
 
 
-def drop_status_get(*, drop: Drop) -> dict:
-    """Return the operator's view of a drop (what ``drop_status --json`` prints)."""
-    stock = stock_get(drop=drop)
-    queue = queue_stats_get(drop_id=drop.pk)
-    return {
-        "slug": drop.slug,
-        "state": drop_state_get(drop=drop, stock=stock).value,
-        "quantity": drop.quantity,
-        "stock": {
-            "redis": stock.redis,
-            "database": stock.database,
-            "sold": stock.sold,
-            "held": stock.held,
-            "pending": stock.pending,
-            "redis_sold": stock.redis_sold,
-        },
-        "queue": {"length": queue.length, "serving": queue.serving, "admitted": queue.admitted},
-        "orders": orders_by_status(drop=drop),
-        "authorizations": authorization_counts(drop_id=drop.pk),
-    }
-
-
 @dataclass(frozen=True)
 class BotStats:
     blocked: dict[str, int]  # refused joins by reason
@@ -260,19 +261,24 @@ def bot_stats_get(*, drop_id: int) -> BotStats:
     )
 
 
-def dashboard_figures(*, drop: Drop) -> dict:
-    """Everything the live dashboard shows; ``status`` is exactly what ``drop_status --json`` prints."""
-    status = drop_status_get(drop=drop)
-    queue = queue_stats_get(drop_id=drop.pk)
-    bots = bot_stats_get(drop_id=drop.pk)
-    samples = series_get(drop_id=drop.pk)
-    sold = status["stock"]["sold"]
-    return {
-        "status": status,
-        "starts_at": iso_utc(drop.starts_at),
-        "ends_at": iso_utc(drop.ends_at),
-        "admission_rate": {"set": drop.admission_rate, "measured": round(queue.measured_rate, 1)},
-        "purchases_per_second": round(recent_rate(samples, "sold"), 2),
-        "conversion": round(sold / queue.serving, 4) if queue.serving else None,
-        "bots": {"blocked": bots.blocked, "flagged": bots.flagged, "parked": len(bots.parked)},
-    }
+@dataclass(frozen=True)
+class HoldsDue:
+    due: list[tuple[int, int]]  # (shopper, ticket) whose holds to place now, in order
+    waiting: list[tuple[int, int]]  # (shopper, ticket) whose payment is required (the shopper must act)
+
+
+def holds_due_get(*, drop: Drop, ahead: int, most: int, stale_ms: int, now_ms: int | None = None) -> HoldsDue:
+    """The holds to place next: deferred shoppers first, then tickets up to ``ahead`` past serving (one call)."""
+    q = queue_keys(drop.pk)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    raw = lua_script("due")(
+        keys=[q.tickets, q.holds, q.deferred, q.serving, q.last_ticket],
+        args=[ahead, now_ms, stale_ms, most],
+        client=redis_client(),
+    )
+    split = next(i for i, value in enumerate(raw) if value in (b"|", "|"))
+    pairs = [int(x) for x in raw[:split]], [int(x) for x in raw[split + 1 :]]
+    return HoldsDue(
+        due=list(zip(pairs[0][0::2], pairs[0][1::2], strict=True)),
+        waiting=list(zip(pairs[1][0::2], pairs[1][1::2], strict=True)),
+    )

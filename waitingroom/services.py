@@ -23,7 +23,6 @@ from flashsale.logs import log_context
 from flashsale.redis import redis_client
 from inventory.models import Drop, DropState
 from inventory.redis_keys import inventory_keys
-from payments.redis_keys import authorized_key
 
 from . import bots, dashboard, pow, realtime, recaptcha, selectors
 from .errors import (
@@ -38,7 +37,7 @@ from .errors import (
     UsernameTaken,
 )
 from .redis_keys import queue_keys
-from .scripts import FinishResult, JoinResult, ReleaseResult, StartResult, lua_script
+from .scripts import FinishResult, HoldState, JoinResult, ReleaseResult, StartResult, lua_script
 from .selectors import Entry, EntryStatus
 
 logger = logging.getLogger(__name__)
@@ -46,18 +45,19 @@ logger = logging.getLogger(__name__)
 BULK_BATCH = 5_000
 ADMIT_MAX_PER_TICK = 10_000
 ENDED_TICK_SECONDS = 60
-EXPIRED_RELEASE_BATCH = 500  # shoppers per release task (one query for their holds)
 JOINABLE = {DropState.PREQUEUE, DropState.LIVE, DropState.PAUSED}
 
 
 @dataclass(frozen=True)
 class TickResult:
+    drop_id: int
     serving_before: int
     serving: int
     active: int
     measured_rate: float
     admitted: list[int]
-    expired: list[int]
+    expired: list[int]  # admissions that expired and deferred shoppers who passed their turn
+    tickets: list[int] = ()  # the admitted shoppers' tickets, in the same order
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,13 @@ def join_call(
         raise DropNotOpen
     q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
     keys = [
-        q.entries, q.tickets, q.prequeue, q.started, q.last_ticket, q.serving, authorized_key(drop.pk), inv.stock,
+        q.entries, q.tickets, q.prequeue, q.started, q.last_ticket, q.serving, q.holds, inv.stock,
         inv.holds, f"{q.pow_spent}{pow_marker}" if pow_marker else "", f"{q.device}{device}" if device else "",
-        q.parked, q.blocked, q.flagged, q.cards, q.journal,
+        q.parked, q.blocked, q.flagged, q.journal,
     ]  # fmt: skip
     args = [
         shopper_id, 1 if require_authorization else 0, pow_ttl, drop.max_accounts_per_device,
-        1 if park_reasons else 0, ",".join(park_reasons or []), drop.max_accounts_per_card,
+        1 if park_reasons else 0, ",".join(park_reasons or []),
     ]  # fmt: skip
     return JoinPlan(keys=keys, args=args)
 
@@ -108,8 +108,6 @@ def join_result(*, drop: Drop, raw: list) -> tuple[Entry | None, bool]:
         raise PowReplayed
     if result is JoinResult.DEVICE_LIMIT:
         raise BotSuspected("Too many accounts have queued from this device.", reasons=["device_limit"])
-    if result is JoinResult.CARD_LIMIT:
-        raise BotSuspected("Too many accounts have queued with this card.", reasons=["card_limit"])
     if result is JoinResult.EXISTING:
         return None, False
     entry = selectors.entry_build(
@@ -255,14 +253,15 @@ def queue_start(*, drop: Drop) -> StartResult:
 
 
 def queue_admit_batch(*, drop: Drop, now_ms: int | None = None, publish: bool = True) -> TickResult:
-    """Run one admission tick: admit at the drop's rate, expire finished windows, tell the shoppers."""
+    """Run one admission tick: admit at the drop's rate those whose card hold is placed, expire finished
+    windows, tell the shoppers. The caller releases the holds of the shoppers in ``expired``."""
     state = drop.state_at(remaining=1)
     if state in (DropState.LIVE, DropState.PAUSED):
         queue_start(drop=drop)
     rate = drop.admission_rate if state is DropState.LIVE else 0
     q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
     raw = lua_script("tick")(
-        keys=[q.tick, q.serving, q.last_ticket, q.tickets, q.admitted, q.outcome, inv.stock],
+        keys=[q.tick, q.serving, q.last_ticket, q.tickets, q.admitted, q.outcome, inv.stock, q.holds, q.deferred],
         args=[
             rate,
             drop.checkout_window * 1000,
@@ -272,36 +271,27 @@ def queue_admit_batch(*, drop: Drop, now_ms: int | None = None, publish: bool = 
         ],
         client=redis_client(),
     )
-    ids = [int(x) if not isinstance(x, bytes) or x != b"|" else None for x in raw[4:]]
-    split = ids.index(None)
+    rest = raw[4:]
+    split = rest.index(b"|") if b"|" in rest else rest.index("|")
+    pairs = rest[split + 1 :]
     result = TickResult(
+        drop_id=drop.pk,
         serving_before=raw[0],
         serving=raw[1],
         active=raw[2],
         measured_rate=raw[3] / 1000,
-        expired=ids[:split],
-        admitted=ids[split + 1 :],
+        expired=[int(x) for x in rest[:split]],
+        admitted=[int(x) for x in pairs[0::2]],
+        tickets=[int(x) for x in pairs[1::2]],
     )
-    if result.expired:
-        _expired_followups(drop=drop, shopper_ids=result.expired)
     if publish:
         dashboard.sample_record(drop=drop, admitted=result.active)
         realtime.tick_publish(drop=drop, tick=result)
     return result
 
 
-def _expired_followups(*, drop: Drop, shopper_ids: list[int]) -> None:
-    """Release the card holds of shoppers whose checkout window closed unused: one task per batch, not one
-    per shopper (a tick that expired thousands queued thousands of tasks and overran its time limit)."""
-    from . import tasks  # tasks import this module
-
-    for start in range(0, len(shopper_ids), EXPIRED_RELEASE_BATCH):
-        batch = shopper_ids[start : start + EXPIRED_RELEASE_BATCH]
-        transaction.on_commit(lambda b=batch: tasks.admissions_expired_release.delay(drop.pk, b))
-
-
-def queue_tick_all(*, now_ms: int | None = None) -> dict[str, int]:
-    """Tick every drop that is live or paused (Celery beat, every second).
+def queue_tick_all(*, now_ms: int | None = None) -> dict[str, TickResult]:
+    """Tick every drop that is live or paused; return each drop's tick by slug.
 
     A drop that ended in the last minute is ticked too (admitting nobody), so that the shoppers
     still watching get its "ended" state and their admissions expire.
@@ -311,8 +301,48 @@ def queue_tick_all(*, now_ms: int | None = None) -> dict[str, int]:
     recently = now - timedelta(seconds=ENDED_TICK_SECONDS)
     for drop in Drop.objects.filter(starts_at__lte=now, is_draft=False).exclude(ends_at__lte=recently):
         with log_context(drop=drop.slug):
-            ticked[drop.slug] = queue_admit_batch(drop=drop, now_ms=now_ms).serving
+            ticked[drop.slug] = queue_admit_batch(drop=drop, now_ms=now_ms)
     return ticked
+
+
+# --- Card holds, as the queue sees them ------------------------------------------------------------
+
+
+def hold_card_given(*, drop_id: int, shopper_id: int) -> None:
+    """The shopper gave a card (again): its hold is to be placed when their turn comes near."""
+    redis_client().hset(queue_keys(drop_id).holds, shopper_id, HoldState.SCHEDULED)
+
+
+def hold_states_set(*, drop: Drop, states: dict[int, str]) -> None:
+    """Record hold states (``HoldState``) for shoppers, as the hold scheduler learns them; a shopper whose
+    payment is now required is told at once (websocket), the others learn it from the next tick."""
+    if not states:
+        return
+    redis_client().hset(queue_keys(drop.pk).holds, mapping=states)
+    for shopper_id, state in states.items():
+        if HoldState.failure(state) is not None:
+            realtime.entry_publish(drop=drop, shopper_id=shopper_id)
+
+
+def hold_state_repair(*, drop_id: int, shopper_id: int, state: str) -> None:
+    """Write a shopper's hold state only where the queue lost it (never over a newer one)."""
+    redis_client().hsetnx(queue_keys(drop_id).holds, shopper_id, state)
+
+
+def hold_card_released(*, drop_id: int, shopper_ids: list[int]) -> None:
+    """The shoppers have no card for the drop any more (released): they cannot be admitted."""
+    if shopper_ids:
+        redis_client().hdel(queue_keys(drop_id).holds, *shopper_ids)
+
+
+def holds_restore(*, drop_id: int, states: dict[int, str]) -> None:
+    """Write the holds' states back after Redis lost them (from the database's authorizations)."""
+    key = queue_keys(drop_id).holds
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.delete(key)
+    if states:
+        pipe.hset(key, mapping=states)
+    pipe.execute()
 
 
 def admission_check(*, drop: Drop, shopper_id: int) -> Entry:

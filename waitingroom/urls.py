@@ -12,7 +12,6 @@ urlpatterns = [
     path("api/drops/<slug:slug>/challenge", api.challenge, name="api-challenge"),
     path("api/drops/<slug:slug>/queue", api.queue, name="api-queue"),
     path("", views.home, name="home"),
-    path("drops/<slug:slug>/", views.drop_page, name="drop-page"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from inventory.selectors import drop_list_visible
-from payments.selectors import stripe_js_config
 
 from . import selectors
-
-TEST_CARDS = [
-    ("pm_card_visa", "Visa ending 4242 (succeeds)"),
-    ("pm_card_visa_chargeDeclined", "Visa, declined"),
-    ("pm_card_chargeCustomerFail", "Card that fails when charged"),
-]
 
 
 def home(request: HttpRequest) -> HttpResponse:
     drops = [selectors.drop_public_get(drop=d) for d in drop_list_visible()]
     return render(request, "waitingroom/home.html", {"drops": drops})
-
-
-def drop_page(request: HttpRequest, slug: str) -> HttpResponse:
-    drop = selectors.drop_cached_get(slug=slug)
-    if drop is None:
-        raise Http404("There is no such drop.")
-    context = {
-        "drop": selectors.drop_public_get(drop=drop),
-        "stripe": stripe_js_config(),
-        # Stripe's test cards (and localstripe, which has no card form) are chosen from a list.
-        "test_cards": TEST_CARDS if settings.STRIPE_PUBLISHABLE_KEY.startswith("pk_test") else [],
-    }
-    return render(request, "waitingroom/drop.html", context)
 
 
 class LoginView(auth_views.LoginView):

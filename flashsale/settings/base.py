@@ -6,6 +6,7 @@ Every value comes from the environment (django-environ) with a safe local defaul
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "inventory",
     "waitingroom",
     "payments",
+    "flashsale.checkout",
 ]
 
 MIDDLEWARE = [
@@ -137,8 +139,19 @@ CELERY_TASK_SOFT_TIME_LIMIT = 30
 CELERY_TASK_TIME_LIMIT = 60
 CELERY_BEAT_SCHEDULE = {
     "inventory-sweep-holds": {"task": "inventory.tasks.holds_sweep_all", "schedule": 5.0},
-    "waitingroom-tick": {"task": "waitingroom.tasks.queue_tick_all", "schedule": 1.0},
-    "waitingroom-save": {"task": "waitingroom.tasks.queue_save_all", "schedule": 1.0},
+    "checkout-tick": {"task": "flashsale.checkout.tasks.queue_tick_all", "schedule": 1.0},
+    "checkout-holds": {"task": "flashsale.checkout.tasks.holds_place_all", "schedule": 1.0},
+    "checkout-save": {"task": "flashsale.checkout.tasks.queue_save_all", "schedule": 1.0},
+}
+# Admission ticks and the hold scheduler have queues of their own, so Stripe work (cancellation chains of
+# up to 20 s on the default queue) never delays them; the Procfile gives them their own worker. A worker
+# started without -Q serves every queue (tests, benches).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("ticks"), Queue("holds")]
+CELERY_TASK_ROUTES = {
+    "flashsale.checkout.tasks.queue_tick_all": {"queue": "ticks"},
+    "flashsale.checkout.tasks.queue_save_all": {"queue": "ticks"},
+    "flashsale.checkout.tasks.holds_place_all": {"queue": "holds"},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -216,6 +229,17 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 # Token bucket: at most STRIPE_RATE_LIMIT calls in any one second, bursts of STRIPE_RATE_BURST (an
 # authorization takes up to 3 tokens at once, so the burst is at least 3).
 STRIPE_RATE_BURST = env.int("STRIPE_RATE_BURST", default=max(3, STRIPE_RATE_LIMIT // 10))
+# Tokens of the bucket that background work (placing holds, cancellations) leaves for shoppers' captures.
+STRIPE_CAPTURE_RESERVE = env.int("STRIPE_CAPTURE_RESERVE", default=2)
+# The hold scheduler places holds for the tickets this many seconds of admission ahead of serving (at the
+# drop's rate, within the cap on admitted shoppers), so that admission does not wait for Stripe.
+HOLDS_AHEAD_SECONDS = env.float("HOLDS_AHEAD_SECONDS", default=3.0)
+# One run of the hold scheduler places holds for at most this long (beat starts one every second).
+HOLDS_RUN_SECONDS = env.float("HOLDS_RUN_SECONDS", default=0.9)
+# Holds placed at once by one run (Stripe answers in a few hundred ms; the bucket sets the pace).
+HOLDS_CONCURRENCY = env.int("HOLDS_CONCURRENCY", default=8)
+# How long the client secret of a hold waiting for 3-D Secure is kept (cache) for the shopper's page.
+PAYMENTS_CLIENT_SECRET_SECONDS = env.int("PAYMENTS_CLIENT_SECRET_SECONDS", default=3600)
 # Card holds last 7 days; cancel them this long before that deadline.
 PAYMENTS_HOLD_DAYS = env.int("PAYMENTS_HOLD_DAYS", default=7)
 PAYMENTS_CANCEL_MARGIN_HOURS = env.int("PAYMENTS_CANCEL_MARGIN_HOURS", default=12)

@@ -59,3 +59,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {"stripe": {"level": "INFO"}},  # as in base: never Stripe's DEBUG response bodies
 }
+
+# The hold scheduler places holds in this process's own thread (tests read their uncommitted data); the tests
+# of its concurrency set more.
+HOLDS_CONCURRENCY = 1

@@ -1,8 +1,10 @@
-"""Card holds: a manual-capture PaymentIntent per shopper and drop, created before the queue.
+"""Card holds: the card a shopper gives before the queue, and its hold placed in queue order.
 
-Stripe calls take their tokens from the shared bucket first; the deterministic idempotency
-keys (``auth:{drop}:{shopper}:{attempt}``, ``capture:{order}``, ``cancel:{authorization}``)
-make a retried call return what the first one did.
+Giving the card (``authorization_schedule``) calls nobody: the card is kept for the drop. Its hold
+(``authorization_place``, one PaymentIntent with ``confirm=True`` and manual capture) is placed by
+the hold scheduler when the shopper's turn comes near, at the shared Stripe rate. Stripe calls take
+their tokens from the shared bucket first; the deterministic idempotency keys (``hold:{authorization}``,
+``capture:{order}``, ``cancel:{authorization}``) make a retried call return what the first one did.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from decimal import Decimal
 
 import stripe
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from redis.exceptions import LockError
 
@@ -25,22 +28,15 @@ from flashsale.redis import redis_client
 from inventory.models import Drop, DropState, Order
 from inventory.selectors import drop_state_get
 
-from ..errors import (
-    AuthorizationInProgress,
-    CardDeclined,
-    DropClosed,
-    DropNotOpen,
-    InvalidPaymentMethod,
-    PaymentFailed,
-    PaymentsUnavailable,
-)
-from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus, StripeCustomer
-from ..redis_keys import authorized_key, shopper_lock_key
+from ..errors import DropClosed, DropNotOpen, PaymentFailed, PaymentsBusy, PaymentsUnavailable
+from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
+from ..redis_keys import client_secret_key, shopper_lock_key
 from ..stripe_client import STRIPE_NETWORK_ERRORS, from_minor_units, stripe_client, stripe_tokens_take, to_minor_units
 
 logger = logging.getLogger(__name__)
 
 LOCK_SECONDS = 60
+PLACING_STALE = timedelta(seconds=60)  # a placing claim older than this belongs to a placer that died
 # What a PaymentIntent's status means for our authorization (other statuses change nothing).
 PI_STATUS = {
     "requires_action": AuthorizationStatus.REQUIRES_ACTION,
@@ -49,48 +45,15 @@ PI_STATUS = {
     "canceled": AuthorizationStatus.CANCELED,
     "requires_payment_method": AuthorizationStatus.FAILED,
 }
+# Authorizations that still count for the shopper: a card given, a hold placed or waiting for 3-D Secure.
+LIVE_STATUSES = (AuthorizationStatus.SCHEDULED, *OPEN_STATUSES)
 
 
 @dataclass(frozen=True)
 class AuthorizationOutcome:
     authorization: Authorization
     created: bool
-    client_secret: str | None = None  # only while 3-D Secure is pending; never stored
-
-
-# --- Redis set read by the queue's join script ---------------------------------------------------
-
-
-def _authorized_set_sync(authorization: Authorization) -> None:
-    """Keep the shopper in the drop's authorized hash (with the card's fingerprint) exactly while ``authorized``.
-
-    The queue's join script reads it: no entry without a hold, and a limited number of
-    entries per card.
-    """
-    key = authorized_key(authorization.drop_id)
-    if authorization.status == AuthorizationStatus.AUTHORIZED:
-        redis_client().hset(key, authorization.shopper_id, authorization.card_fingerprint or "")
-    else:
-        redis_client().hdel(key, authorization.shopper_id)
-
-
-def authorized_rebuild(*, drop_id: int) -> int:
-    """Write the join's view of card holds (shopper -> card fingerprint) back to Redis from the database.
-
-    For a drop whose Redis keys were lost; returns how many shoppers hold an authorized card.
-    """
-    holds = dict(
-        Authorization.objects.filter(drop_id=drop_id, status=AuthorizationStatus.AUTHORIZED).values_list(
-            "shopper_id", "card_fingerprint"
-        )
-    )
-    key = authorized_key(drop_id)
-    pipe = redis_client().pipeline(transaction=True)
-    pipe.delete(key)
-    if holds:
-        pipe.hset(key, mapping={shopper: fingerprint or "" for shopper, fingerprint in holds.items()})
-    pipe.execute()
-    return len(holds)
+    client_secret: str | None = None  # only while 3-D Secure is pending
 
 
 def authorization_transition(
@@ -105,7 +68,6 @@ def authorization_transition(
         authorization.status = to
         for name, value in fields.items():
             setattr(authorization, name, value)
-        transaction.on_commit(lambda: _authorized_set_sync(authorization))
     return bool(updated)
 
 
@@ -113,15 +75,8 @@ def authorization_transition(
 
 
 def authorization_open_get(*, drop_id: int, shopper_id: int) -> Authorization | None:
-    """Return the shopper's authorization that still counts (not canceled or failed) for the drop."""
-    return (
-        Authorization.objects.filter(drop_id=drop_id, shopper_id=shopper_id)
-        .exclude(status__in=[AuthorizationStatus.CANCELED, AuthorizationStatus.FAILED])
-        .first()
-    )
-
-
-# --- Create ----------------------------------------------------------------------------------------
+    """Return the shopper's authorization that still counts (scheduled, placed or waiting for 3-D Secure)."""
+    return Authorization.objects.filter(drop_id=drop_id, shopper_id=shopper_id, status__in=LIVE_STATUSES).first()
 
 
 def authorization_amount(*, drop: Drop) -> Decimal:
@@ -129,133 +84,182 @@ def authorization_amount(*, drop: Drop) -> Decimal:
     return drop.product.price * drop.per_customer_limit
 
 
-def authorization_authorize(*, drop: Drop, shopper, payment_method: str) -> AuthorizationOutcome:
-    """Hold price x per-customer limit on the shopper's card for the drop, once.
+# --- The card step ---------------------------------------------------------------------------------
 
-    Returns the existing authorization (``created=False``) when one still counts; raises
-    ``DropNotOpen``, ``DropClosed``, ``CardDeclined``, ``InvalidPaymentMethod``,
-    ``PaymentsBusy``, ``PaymentsUnavailable`` or ``AuthorizationInProgress``.
+
+def authorization_schedule(*, drop: Drop, shopper, payment_method: str) -> AuthorizationOutcome:
+    """Keep the shopper's card for the drop; its hold is placed later, in queue order. No Stripe call.
+
+    Returns the authorization that still counts (``created=False``) when there is one; a shopper
+    whose last hold failed gives another card here. Raises ``DropNotOpen`` or ``DropClosed``.
     """
     existing = authorization_open_get(drop_id=drop.pk, shopper_id=shopper.pk)
     if existing is not None:
-        _authorized_set_sync(existing)  # asking again also repairs the join's view, should Redis have lost it
         return AuthorizationOutcome(existing, created=False, client_secret=authorization_client_secret(existing))
     state = drop_state_get(drop=drop)
     if state in (DropState.ENDED, DropState.SOLD_OUT):
         raise DropClosed
     if state is DropState.SCHEDULED:
         raise DropNotOpen
-    with shopper_lock(drop_id=drop.pk, shopper_id=shopper.pk, purpose="auth", error=AuthorizationInProgress):
-        existing = authorization_open_get(drop_id=drop.pk, shopper_id=shopper.pk)
-        if existing is not None:
-            return AuthorizationOutcome(existing, created=False, client_secret=authorization_client_secret(existing))
-        return _authorize(drop=drop, shopper=shopper, payment_method=payment_method)
-
-
-def _authorize(*, drop: Drop, shopper, payment_method: str) -> AuthorizationOutcome:
-    customer_id = StripeCustomer.objects.filter(shopper=shopper).values_list("customer_id", flat=True).first()
-    # Every call this needs is paid for up front, so a busy bucket leaves nothing half done.
-    stripe_tokens_take(count=2 if customer_id else 3)
-    if customer_id is None:
-        customer_id = _customer_create(shopper=shopper)
-    client = stripe_client()
     attempt = (Authorization.objects.filter(drop=drop, shopper=shopper).aggregate(last=Max("attempt"))["last"] or 0) + 1
-    amount = authorization_amount(drop=drop)
-    currency = drop.product.currency
-    base = {"drop": drop, "shopper": shopper, "attempt": attempt, "amount": amount, "currency": currency}
     try:
-        # Attaching saves the card on the shopper's customer and tells its brand, last4 and fingerprint.
-        method = client.v1.payment_methods.attach(
-            payment_method,
-            params={"customer": customer_id},
-            options={"idempotency_key": f"attach:{customer_id}:{payment_method}"},
-        )
-    except stripe.CardError as exc:
-        _authorization_failed_save(**base, failure_code=exc.code or "card_declined")
-        raise CardDeclined from None
-    except stripe.InvalidRequestError:
-        raise InvalidPaymentMethod from None
-    except (*STRIPE_NETWORK_ERRORS, stripe.APIError) as exc:
-        logger.warning("attaching a card for shopper %s failed: %s", shopper.pk, exc)
-        raise PaymentsUnavailable from None
-    card = method.card
-    base.update(card_brand=card.brand or "", card_last4=card.last4 or "", card_fingerprint=card.fingerprint or "")
+        with transaction.atomic():
+            authorization = Authorization.objects.create(
+                drop=drop,
+                shopper=shopper,
+                attempt=attempt,
+                status=AuthorizationStatus.SCHEDULED,
+                payment_method_id=payment_method,
+                amount=authorization_amount(drop=drop),
+                currency=drop.product.currency,
+            )
+    except IntegrityError:  # the same shopper's concurrent request won (one live authorization, one attempt)
+        existing = authorization_open_get(drop_id=drop.pk, shopper_id=shopper.pk)
+        if existing is None:
+            raise
+        return AuthorizationOutcome(existing, created=False)
+    return AuthorizationOutcome(authorization, created=True)
+
+
+# --- The hold, placed by the scheduler -------------------------------------------------------------
+
+
+def authorization_placing_claim(*, authorization_id: int) -> Authorization | None:
+    """Claim a scheduled hold for placing (a conditional UPDATE); None when another placer holds a fresh claim.
+
+    A claim older than ``PLACING_STALE`` is taken over: its placer died, and placing again with the
+    same idempotency key gets Stripe's first answer, so no hold is placed twice.
+    """
+    now = timezone.now()
+    claimed = Authorization.objects.filter(
+        Q(placing_since__isnull=True) | Q(placing_since__lt=now - PLACING_STALE),
+        pk=authorization_id,
+        status=AuthorizationStatus.SCHEDULED,
+    ).update(placing_since=now)
+    if not claimed:
+        return None
+    return Authorization.objects.select_related("drop__product").get(pk=authorization_id)
+
+
+def authorization_place(*, authorization: Authorization) -> Authorization:
+    """Place the claimed hold: one PaymentIntent, confirmed, manual capture (its token already taken).
+
+    Returns the authorization, now ``authorized``, ``requires_action`` (3-D Secure: the shopper
+    finishes it on the page) or ``failed`` (declined, or a card Stripe does not know, with the
+    reason in ``failure_code``). Raises ``PaymentsUnavailable`` when Stripe did not answer: the
+    authorization stays scheduled and is placed again (same key) on a later run.
+    """
+    drop = authorization.drop
     try:
-        intent = client.v1.payment_intents.create(
+        intent = stripe_client().v1.payment_intents.create(
             params={
-                "amount": to_minor_units(amount, currency),
-                "currency": currency,
-                "customer": customer_id,
-                "payment_method": payment_method,
+                "amount": to_minor_units(authorization.amount, authorization.currency),
+                "currency": authorization.currency,
+                "payment_method": authorization.payment_method_id,
                 "payment_method_types": ["card"],
                 "capture_method": "manual",
                 "confirm": True,
-                "metadata": {"drop_id": str(drop.pk), "shopper_id": str(shopper.pk), "attempt": str(attempt)},
+                "expand": ["payment_method"],
+                "metadata": {
+                    "drop_id": str(drop.pk),
+                    "shopper_id": str(authorization.shopper_id),
+                    "attempt": str(authorization.attempt),
+                },
             },
-            options={"idempotency_key": f"auth:{drop.pk}:{shopper.pk}:{attempt}"},
+            options={"idempotency_key": f"hold:{authorization.pk}"},
         )
     except stripe.CardError as exc:
-        intent_id = ((exc.json_body or {}).get("error") or {}).get("payment_intent", {}).get("id")
-        _authorization_failed_save(**base, failure_code=exc.code or "card_declined", payment_intent_id=intent_id)
-        raise CardDeclined from None
-    except stripe.InvalidRequestError:
-        raise InvalidPaymentMethod from None
+        error = (exc.json_body or {}).get("error") or {}
+        code = error.get("decline_code") or exc.code or "card_declined"
+        _placed(authorization, AuthorizationStatus.FAILED, failure_code=code,
+                payment_intent_id=(error.get("payment_intent") or {}).get("id"))  # fmt: skip
+        return authorization
+    except stripe.InvalidRequestError as exc:
+        # A card Stripe does not know (made under another account, or a test server that restarted):
+        # the shopper gives another one.
+        logger.info("hold %s refused by Stripe: %s", authorization.pk, exc)
+        _placed(authorization, AuthorizationStatus.FAILED, failure_code="payment_method_unknown")
+        return authorization
     except (*STRIPE_NETWORK_ERRORS, stripe.APIError) as exc:
-        logger.warning("authorizing shopper %s on drop %s failed: %s", shopper.pk, drop.pk, exc)
+        logger.warning("placing hold %s did not answer: %s", authorization.pk, exc)
+        Authorization.objects.filter(pk=authorization.pk).update(placing_since=None)
         raise PaymentsUnavailable from None
     status = PI_STATUS.get(intent.status, AuthorizationStatus.FAILED)
-    authorization = Authorization.objects.create(
-        **base,
-        status=status,
-        payment_intent_id=intent.id,
-        capture_before=timezone.now() + timedelta(days=settings.PAYMENTS_HOLD_DAYS),
-        failure_code="" if status != AuthorizationStatus.FAILED else f"intent_{intent.status}",
-    )
-    _authorized_set_sync(authorization)
+    method = intent.payment_method
+    card = getattr(method, "card", None)
+    fields: dict[str, object] = {"payment_intent_id": intent.id}
+    if card is not None:
+        fields.update(card_brand=card.brand or "", card_last4=card.last4 or "", card_fingerprint=card.fingerprint or "")
     if status == AuthorizationStatus.FAILED:
-        raise CardDeclined
-    secret = intent.client_secret if status == AuthorizationStatus.REQUIRES_ACTION else None
-    return AuthorizationOutcome(authorization, created=True, client_secret=secret)
+        fields["failure_code"] = f"intent_{intent.status}"
+    if status == AuthorizationStatus.REQUIRES_ACTION:
+        _client_secret_keep(authorization, intent.client_secret)
+    _placed(authorization, status, **fields)
+    return authorization
 
 
-def _authorization_failed_save(**fields: object) -> Authorization:
-    return Authorization.objects.create(status=AuthorizationStatus.FAILED, **fields)
+def _placed(authorization: Authorization, status: AuthorizationStatus, **fields: object) -> None:
+    fields.setdefault("capture_before", timezone.now() + timedelta(days=settings.PAYMENTS_HOLD_DAYS))
+    authorization_transition(
+        authorization=authorization, to=status, frm=(AuthorizationStatus.SCHEDULED,), placing_since=None, **fields
+    )
 
 
-def _customer_create(*, shopper) -> str:
-    """Create the shopper's Stripe Customer (its token already taken) and remember it."""
-    try:
-        customer = stripe_client().v1.customers.create(
-            params={"email": shopper.email or None, "metadata": {"shopper_id": str(shopper.pk)}},
-            options={"idempotency_key": f"customer:{shopper.pk}"},
+def card_accounts_count(*, drop_id: int, fingerprint: str, excluding: int) -> int:
+    """How many other shoppers hold (or held and paid with) this card on the drop."""
+    return (
+        Authorization.objects.filter(
+            drop_id=drop_id,
+            card_fingerprint=fingerprint,
+            status__in=[*OPEN_STATUSES, AuthorizationStatus.CAPTURED],
         )
-    except (*STRIPE_NETWORK_ERRORS, stripe.APIError) as exc:
-        logger.warning("creating the Stripe customer of shopper %s failed: %s", shopper.pk, exc)
-        raise PaymentsUnavailable from None
-    try:
-        with transaction.atomic():
-            StripeCustomer.objects.create(shopper=shopper, customer_id=customer.id)
-    except IntegrityError:
-        return StripeCustomer.objects.get(shopper=shopper).customer_id
-    return customer.id
+        .exclude(shopper_id=excluding)
+        .values("shopper_id")
+        .distinct()
+        .count()
+    )
+
+
+def authorizations_release_scheduled(*, drop_id: int, shopper_ids: list[int] | None = None) -> int:
+    """Let go of cards whose hold was never placed (nothing to cancel at Stripe); return how many."""
+    scheduled = Authorization.objects.filter(drop_id=drop_id, status=AuthorizationStatus.SCHEDULED)
+    if shopper_ids is not None:
+        scheduled = scheduled.filter(shopper_id__in=shopper_ids)
+    return scheduled.update(status=AuthorizationStatus.CANCELED, cancellation_reason="released",
+                            updated_at=timezone.now())  # fmt: skip
+
+
+# --- 3-D Secure ------------------------------------------------------------------------------------
+
+
+def _client_secret_keep(authorization: Authorization, secret: str | None) -> None:
+    """Keep the client secret of a hold waiting for 3-D Secure for a while (never in the database)."""
+    if secret:
+        cache.set(client_secret_key(authorization.pk), secret, timeout=settings.PAYMENTS_CLIENT_SECRET_SECONDS)
 
 
 def authorization_client_secret(authorization: Authorization) -> str | None:
-    """Refresh a hold waiting for 3-D Secure from Stripe; return its client secret while it still waits.
+    """Return the client secret of a hold waiting for 3-D Secure, first asking Stripe whether it still waits.
 
-    Stripe (and localstripe, which sends no event when 3-D Secure succeeds) is asked
-    directly, so the answer does not wait for a webhook.
+    Stripe (and localstripe, which sends no event when 3-D Secure succeeds) is asked directly, so
+    the answer does not wait for a webhook; as background work, so it never takes a capture's
+    token. When the budget is spent, the last known state is the answer (never a 503).
     """
     if authorization.status != AuthorizationStatus.REQUIRES_ACTION or not authorization.payment_intent_id:
         return None
-    stripe_tokens_take(count=1)
     try:
+        stripe_tokens_take(background=True)
         intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
+    except PaymentsBusy:
+        return cache.get(client_secret_key(authorization.pk))
     except (*STRIPE_NETWORK_ERRORS, stripe.APIError) as exc:
         logger.warning("reading payment intent %s failed: %s", authorization.payment_intent_id, exc)
-        raise PaymentsUnavailable from None
+        return cache.get(client_secret_key(authorization.pk))
     authorization_sync(authorization=authorization, intent_status=intent.status)
-    return intent.client_secret if authorization.status == AuthorizationStatus.REQUIRES_ACTION else None
+    if authorization.status != AuthorizationStatus.REQUIRES_ACTION:
+        return None
+    _client_secret_keep(authorization, intent.client_secret)
+    return intent.client_secret
 
 
 def authorization_sync(*, authorization: Authorization, intent_status: str, **fields: object) -> bool:
@@ -324,12 +328,6 @@ def authorization_capture(*, authorization: Authorization, order: Order) -> None
         to=AuthorizationStatus.CAPTURED,
         frm=OPEN_STATUSES,
         amount_captured=from_minor_units(to_minor_units(order.amount, order.currency), order.currency),
-    )
-
-
-def _capture_failed(authorization: Authorization, failure_code: str) -> None:
-    authorization_transition(
-        authorization=authorization, to=AuthorizationStatus.FAILED, frm=OPEN_STATUSES, failure_code=failure_code
     )
 
 

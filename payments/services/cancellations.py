@@ -22,7 +22,12 @@ from inventory.selectors import drop_state_get, stock_get
 from ..errors import PaymentsBusy
 from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
 from ..stripe_client import stripe_client, stripe_tokens_take, to_minor_units
-from .authorizations import authorization_sync, authorization_transition
+from .authorizations import (
+    LIVE_STATUSES,
+    authorization_sync,
+    authorization_transition,
+    authorizations_release_scheduled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,23 @@ def authorization_cancel(*, authorization_id: int, reason: str = ABANDONED) -> b
     )
 
 
+def authorization_void(*, authorization_id: int, reason: str) -> str:
+    """Cancel at Stripe a hold we already refused (failed here, e.g. a card over its accounts limit), its token
+    already taken; return the PaymentIntent's status. The key ``cancel:{id}`` makes a repeat answer alike."""
+    authorization = Authorization.objects.get(pk=authorization_id)
+    if not authorization.payment_intent_id:
+        return "none"
+    params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": ABANDONED}
+    try:
+        intent = stripe_client().v1.payment_intents.cancel(
+            authorization.payment_intent_id, params=params, options={"idempotency_key": f"cancel:{authorization.pk}"}
+        )
+    except stripe.InvalidRequestError as exc:
+        logger.info("void of authorization %s (%s) refused: %s", authorization.pk, reason, exc)
+        return "not_cancelable"
+    return intent.status
+
+
 def drop_authorizations_cancel(
     *, drop_id: int, reason: str = ABANDONED, budget_seconds: float | None = None
 ) -> CancelBatch:
@@ -77,7 +99,8 @@ def drop_authorizations_cancel(
     """
     budget = settings.PAYMENTS_CANCEL_BATCH_SECONDS if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
-    canceled = 0
+    # Cards whose hold was never placed cost no Stripe call: they are let go at once.
+    canceled = authorizations_release_scheduled(drop_id=drop_id)
     while True:
         ids = list(
             Authorization.objects.filter(drop_id=drop_id, status__in=OPEN_STATUSES)
@@ -108,7 +131,7 @@ def drop_holds_releasable(*, drop: Drop) -> bool:
 
 def drops_with_releasable_holds() -> list[int]:
     """Return the ids of drops that are over and still have open holds."""
-    drop_ids = set(Authorization.objects.filter(status__in=OPEN_STATUSES).values_list("drop_id", flat=True).distinct())
+    drop_ids = set(Authorization.objects.filter(status__in=LIVE_STATUSES).values_list("drop_id", flat=True).distinct())
     drops = Drop.objects.select_related("product").filter(pk__in=drop_ids)
     return [drop.pk for drop in drops if drop_holds_releasable(drop=drop)]
 
@@ -136,6 +159,7 @@ def authorizations_cancel_for_shoppers(*, drop_id: int, shopper_ids: list[int]) 
     """Schedule the cancellation of these shoppers' open holds on the drop (one query); return how many."""
     from .. import tasks  # tasks import the services
 
+    authorizations_release_scheduled(drop_id=drop_id, shopper_ids=shopper_ids)
     authorization_ids = list(
         Authorization.objects.filter(drop_id=drop_id, shopper_id__in=shopper_ids, status__in=OPEN_STATUSES)
         .values_list("pk", flat=True)

@@ -121,6 +121,7 @@ def test_drop_status_json_counts_everything(make_drop):
     assert status["queue"] == {"length": 0, "serving": 0, "admitted": 0}
     assert status["orders"] == {"paid": 1, "failed": 1, "refunded": 0}
     assert status["authorizations"] == {
+        "scheduled": 0,
         "requires_action": 0,
         "authorized": 0,
         "captured": 0,

@@ -9,6 +9,7 @@ from django.test import Client
 
 from payments.stripe_client import stripe_client
 from tests.factories import UserFactory
+from flashsale.checkout import services as checkout_services
 from waitingroom import services as waitingroom_services
 
 THREE_D_SECURE_CARD = "4000002500003155"
@@ -84,6 +85,7 @@ def admit(drop, *shopper_ids):
     waitingroom_services.queue_start(drop=drop)
     for shopper_id in shopper_ids:
         waitingroom_services.ticket_issue(drop=drop, shopper_id=shopper_id)
+    checkout_services.holds_place_due(drop=drop, budget_seconds=10)
     now = int(time.time() * 1000)
     waitingroom_services.queue_admit_batch(drop=drop, now_ms=now, publish=False)
     waitingroom_services.queue_admit_batch(drop=drop, now_ms=now + 1000, publish=False)

@@ -5,12 +5,13 @@ import json
 
 import altcha
 
-from payments.redis_keys import authorized_key
+from waitingroom.redis_keys import queue_keys
+from waitingroom.scripts import HoldState
 
 
-def authorize(redis, drop, user, card="card-fp-default"):
-    # What payments' authorization service records once a card hold succeeds: the card's fingerprint.
-    redis.hset(authorized_key(drop.pk), user.pk, f"{card}-{user.pk}" if card == "card-fp-default" else card)
+def authorize(redis, drop, user, state=HoldState.READY):
+    # What the checkout records once the shopper gave a card and its hold was placed (the queue's view).
+    redis.hset(queue_keys(drop.pk).holds, user.pk, state)
 
 
 def solved(challenge: dict) -> str:

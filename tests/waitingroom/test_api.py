@@ -50,6 +50,7 @@ def test_join_then_watch_the_position(client, signed_in, live, redis):
         "length": 1,
         "eta_seconds": 1,
         "admission_expires_at": None,
+        "decline_code": None,
     }
     again = post(client, "/api/drops/air/queue", join_body(client))
     assert (again.status_code, again.json()["ticket"]) == (200, 1)

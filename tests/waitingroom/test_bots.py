@@ -271,18 +271,6 @@ def test_sign_up_is_rate_limited_per_ip(settings):
     assert error(second) == (429, "rate_limited")
 
 
-def test_one_entry_per_card(redis, live):
-    first, first_user = shopper_client(redis, live)
-    second, second_user = shopper_client(redis, live)
-    authorize(redis, live, first_user, card="shared-card")
-    authorize(redis, live, second_user, card="shared-card")
-    assert post(first, QUEUE, join_body(first)).status_code == 201
-    response = post(second, QUEUE, join_body(second, fingerprint="another-device-123"))
-    assert error(response) == (403, "bot_suspected")
-    assert entries(redis, live) == 1
-    assert selectors.bot_stats_get(drop_id=live.pk).blocked == {"card_limit": 1}
-
-
 def test_automation_user_agents_are_found_whatever_their_case_and_length():
     from waitingroom.bots import CACHED_AGENT_LENGTH, suspicion_score
 

@@ -8,8 +8,8 @@ from inventory import selectors as inventory_selectors
 from inventory import services as inventory_services
 from inventory.redis_keys import drop_tag
 from payments.models import Authorization, AuthorizationStatus
-from payments.redis_keys import authorized_key
 from tests.factories import DropFactory, UserFactory
+from flashsale.checkout.services import drop_recover_if_lost, queue_save_all
 from waitingroom import persistence, selectors, services
 from waitingroom.errors import AuthorizationRequired
 from waitingroom.models import QueueEntry, QueueSnapshot
@@ -21,6 +21,14 @@ pytestmark = pytest.mark.django_db
 
 def join(drop, user):
     return services.ticket_issue(drop=drop, shopper_id=user.pk, require_authorization=False)[0]
+
+
+def card_held(drop, user, status=AuthorizationStatus.AUTHORIZED):
+    """The shopper's authorization in the database, as the checkout leaves it once the hold is placed."""
+    return Authorization.objects.create(
+        drop=drop, shopper=user, status=status, amount=drop.product.price, currency="usd",
+        payment_intent_id=f"pi_{drop.pk}_{user.pk}", card_fingerprint=f"fp{user.pk}",
+    )  # fmt: skip
 
 
 def lose_redis(redis, drop):
@@ -60,6 +68,7 @@ def test_a_lost_queue_and_stock_are_rebuilt_from_the_database(redis):
     services.queue_start(drop=drop)
     buyer, admitted, waiting, unsaved = (UserFactory() for _ in range(4))
     for user in (buyer, admitted, waiting):
+        card_held(drop, user)
         join(drop, user)
     now = int(time.time() * 1000)
     services.queue_admit_batch(drop=drop, now_ms=now, publish=False)
@@ -71,8 +80,8 @@ def test_a_lost_queue_and_stock_are_rebuilt_from_the_database(redis):
     join(drop, unsaved)  # joined in the last second before the crash: not saved yet
 
     lose_redis(redis, drop)
-    assert persistence.drop_recover_if_lost(drop=drop) is True
-    assert persistence.drop_recover_if_lost(drop=drop) is False  # once
+    assert drop_recover_if_lost(drop=drop) is True
+    assert drop_recover_if_lost(drop=drop) is False  # once
 
     status = {u: selectors.entry_get(drop=drop, shopper_id=u.pk) for u in (buyer, admitted, waiting, unsaved)}
     assert status[buyer].status is EntryStatus.PURCHASED
@@ -95,7 +104,7 @@ def test_save_all_saves_open_drops_and_recovers_lost_ones(redis):
         join(drop, UserFactory())
     persistence.queue_persist(drop=lost)
     lose_redis(redis, lost)
-    assert persistence.queue_save_all() == {"kept": 1, "lost": -1}
+    assert queue_save_all() == {"kept": 1, "lost": -1}
     assert inventory_selectors.stock_get(drop=lost).redis == lost.quantity
     assert redis.hlen(queue_keys(lost.pk).entries) == 1
 
@@ -106,18 +115,10 @@ def test_card_holds_are_rebuilt_with_the_drop(redis):
     inventory_services.drop_arm(drop=drop)
     held, canceled = UserFactory(), UserFactory()
     for user, status in ((held, AuthorizationStatus.AUTHORIZED), (canceled, AuthorizationStatus.CANCELED)):
-        Authorization.objects.create(
-            drop=drop,
-            shopper=user,
-            status=status,
-            amount=drop.product.price,
-            currency="usd",
-            payment_intent_id=f"pi_{user.pk}",
-            card_fingerprint=f"fp{user.pk}",
-        )
+        card_held(drop, user, status)
     lose_redis(redis, drop)
-    assert persistence.drop_recover_if_lost(drop=drop) is True
-    assert redis.hgetall(authorized_key(drop.pk)) == {str(held.pk).encode(): f"fp{held.pk}".encode()}
+    assert drop_recover_if_lost(drop=drop) is True
+    assert redis.hgetall(queue_keys(drop.pk).holds) == {str(held.pk).encode(): b"r"}
     _entry, created = services.ticket_issue(drop=drop, shopper_id=held.pk)  # the card check is on
     assert created
     with pytest.raises(AuthorizationRequired):

@@ -159,6 +159,7 @@ def test_position_and_eta_for_a_waiting_shopper():
         "length": 50,
         "eta_seconds": 5,
         "admission_expires_at": None,
+        "decline_code": None,
     }
 
 

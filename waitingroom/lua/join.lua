@@ -1,16 +1,18 @@
 -- join: put a shopper in the queue in one round trip: the existing entry, or the pre-queue, or a ticket.
 -- KEYS[1] entries  KEYS[2] tickets  KEYS[3] prequeue  KEYS[4] started  KEYS[5] last_ticket  KEYS[6] serving
--- KEYS[7] authorized (payments: hash shopper id -> card fingerprint, '' when unknown)  KEYS[8] stock (inventory)  KEYS[9] holds (inventory)
+-- KEYS[7] holds (hash shopper id -> hold state: present once the shopper gave a card)
+-- KEYS[8] stock (inventory)  KEYS[9] holds (inventory)
 -- KEYS[10] spent proof-of-work marker ('' when none is checked)
 -- KEYS[11] accounts seen on this device ('' when no device is known)
 -- KEYS[12] parked (hash shopper -> reasons)  KEYS[13] blocked counts by reason  KEYS[14] flagged counts by reason
--- KEYS[15] entries per card (hash card fingerprint -> accounts queued with it)
--- KEYS[16] journal (list of "shopper:ticket" not yet saved to the database)
--- ARGV[1] shopper id  ARGV[2] 1 when a card authorization is required  ARGV[3] seconds the marker lives
+-- KEYS[15] journal (list of "shopper:ticket" not yet saved to the database)
+-- ARGV[1] shopper id  ARGV[2] 1 when a card is required (else the entry needs no hold to be admitted)
+-- ARGV[3] seconds the marker lives
 -- ARGV[4] accounts allowed per device  ARGV[5] 1 to park the entry (never admitted)
--- ARGV[6] the reasons, comma-separated, counted when the entry is parked  ARGV[7] accounts allowed per card
+-- ARGV[6] the reasons, comma-separated, counted when the entry is parked
 -- Returns {code, ticket, serving, length}: 1 TICKETED, 2 PREQUEUED, 3 EXISTING, 4 AUTHORIZATION_REQUIRED,
---   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED, 9 CARD_LIMIT
+--   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED
+-- (Accounts per card are counted when the hold is placed: the card's fingerprint is known only then.)
 local serving = tonumber(redis.call('GET', KEYS[6]) or '0')
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
@@ -20,8 +22,7 @@ local stock = redis.call('GET', KEYS[8])
 if stock and tonumber(stock) <= 0 and redis.call('HLEN', KEYS[9]) == 0 then
   return {5, 0, serving, redis.call('HLEN', KEYS[1])}
 end
-local card = redis.call('HGET', KEYS[7], ARGV[1])
-if ARGV[2] == '1' and not card then
+if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[7], ARGV[1]) == 0 then
   return {4, 0, serving, redis.call('HLEN', KEYS[1])}
 end
 if KEYS[11] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 0
@@ -29,22 +30,18 @@ if KEYS[11] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 0
   redis.call('HINCRBY', KEYS[13], 'device_limit', 1)
   return {7, 0, serving, redis.call('HLEN', KEYS[1])}
 end
-if card and card ~= '' and tonumber(redis.call('HGET', KEYS[15], card) or '0') >= tonumber(ARGV[7]) then
-  redis.call('HINCRBY', KEYS[13], 'card_limit', 1)
-  return {9, 0, serving, redis.call('HLEN', KEYS[1])}
-end
 if KEYS[10] ~= '' and not redis.call('SET', KEYS[10], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then
   return {6, 0, serving, redis.call('HLEN', KEYS[1])}
 end
 if KEYS[11] ~= '' then
   redis.call('SADD', KEYS[11], ARGV[1])
 end
-if card and card ~= '' then
-  redis.call('HINCRBY', KEYS[15], card, 1)
+if ARGV[2] ~= '1' then
+  redis.call('HSETNX', KEYS[7], ARGV[1], 'r')  -- no card required: admitted as if its hold were placed
 end
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], -1)
-  redis.call('RPUSH', KEYS[16], ARGV[1] .. ':-1')
+  redis.call('RPUSH', KEYS[15], ARGV[1] .. ':-1')
   redis.call('HSET', KEYS[12], ARGV[1], ARGV[6])
   for reason in string.gmatch(ARGV[6], '[^,]+') do
     redis.call('HINCRBY', KEYS[14], reason, 1)
@@ -55,10 +52,10 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   local ticket = redis.call('INCR', KEYS[5])
   redis.call('HSET', KEYS[1], ARGV[1], ticket)
   redis.call('HSET', KEYS[2], ticket, ARGV[1])
-  redis.call('RPUSH', KEYS[16], ARGV[1] .. ':' .. ticket)
+  redis.call('RPUSH', KEYS[15], ARGV[1] .. ':' .. ticket)
   return {1, ticket, serving, redis.call('HLEN', KEYS[1])}
 end
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], 0)
-redis.call('RPUSH', KEYS[16], ARGV[1] .. ':0')
+redis.call('RPUSH', KEYS[15], ARGV[1] .. ':0')
 return {2, 0, serving, redis.call('HLEN', KEYS[1])}

@@ -24,7 +24,8 @@ from .stats import ShopperStats
 
 logger = logging.getLogger(__name__)
 
-DECIDED = {"admitted", "expired", "purchased", "sold_out"}
+# A declined card's shopper is told "payment_required" when their turn comes near; a simulated one gives up.
+DECIDED = {"admitted", "expired", "purchased", "sold_out", "payment_required"}
 CONFLICTS_TO_RETRY = {"authorization_in_progress", "purchase_in_progress"}
 MAX_ATTEMPTS = 30
 CONFLICT_WAIT = 0.5
@@ -124,6 +125,8 @@ class Shopper:
         await self._authorize()
         entry = await self._join()
         entry = await self._wait_until_decided(entry)
+        if entry["status"] == "payment_required":
+            return "declined"
         if entry["status"] != "admitted":
             return entry["status"]
         self.stats.steps["admitted"] += 1
@@ -150,9 +153,9 @@ class Shopper:
             f"/api/drops/{self.net.slug}/authorization",
             body={"payment_method": self.plan.card},
         )
-        if status in (200, 201) and body.get("status") == "authorized":
-            return
-        if status == 202:
+        if status in (200, 201, 202) and body.get("status") in ("scheduled", "authorized"):
+            return  # the card is kept; its hold is placed in queue order
+        if status in (200, 201) and body.get("status") == "requires_action":
             raise JourneyOver("requires_action")
         raise JourneyOver({"card_declined": "declined", "drop_closed": "sold_out"}.get(_code(body), _outcome(body)))
 

@@ -7,8 +7,8 @@ from dataclasses import fields
 
 from django.core.management.base import BaseCommand, CommandError
 
-from waitingroom.simulation import SimulationConfig, report_format, simulation_run
-from waitingroom.simulation.runner import SimulationError
+from flashsale.simulation import SimulationConfig, report_format, simulation_run
+from flashsale.simulation.runner import SimulationError
 
 DESCRIPTION = """\
 Schedule a drop, create shoppers, then send every shopper through the drop over real HTTP and

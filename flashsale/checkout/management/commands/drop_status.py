@@ -4,8 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from flashsale.checkout.selectors import drop_status_get
 from inventory import selectors
-from waitingroom.selectors import drop_status_get
 
 
 class Command(BaseCommand):

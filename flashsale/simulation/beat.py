@@ -18,8 +18,7 @@ from redis.exceptions import RedisError
 from flashsale.redis import redis_client
 from inventory.models import Drop
 from inventory.redis_keys import inventory_keys
-
-from ..redis_keys import queue_keys
+from waitingroom.redis_keys import queue_keys
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +95,15 @@ def _release_over_drops() -> None:
 
 
 def _tick() -> None:
-    from waitingroom.services import queue_tick_all
+    from flashsale.checkout.services import drops_tick_all
 
-    queue_tick_all()
+    drops_tick_all()
+
+
+def _holds() -> None:
+    from flashsale.checkout.services import holds_place_all
+
+    holds_place_all()
 
 
 def _sweep() -> None:
@@ -111,6 +116,7 @@ def _sweep() -> None:
 # often than beat's 30 s check because, without a worker, nothing else starts it at the sell-out.
 LOCAL_BEAT: tuple[tuple[float, Callable[[], None]], ...] = (
     (1.0, _tick),
+    (1.0, _holds),
     (5.0, _sweep),
     (2.0, _release_over_drops),
 )

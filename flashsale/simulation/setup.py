@@ -19,9 +19,9 @@ from django.utils.crypto import get_random_string
 
 from inventory.models import Drop
 from inventory.services import drop_schedule
+from waitingroom.services import shoppers_create_bulk
+from waitingroom.signals import JOINED_AT_SESSION_KEY
 
-from ..services import shoppers_create_bulk
-from ..signals import JOINED_AT_SESSION_KEY
 from .config import SHOPPER_PASSWORD, Role, ShopperPlan, SimulationConfig
 
 BATCH = 5_000

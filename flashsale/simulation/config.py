@@ -11,8 +11,9 @@ SIGN_INS = ("session", "password")
 SHOPPER_PASSWORD = "simulated shopper 2026"  # noqa: S105 - the simulated accounts' shared password
 
 CARD = "pm_card_visa"
-# localstripe declines both when the card is attached, so both end at the authorization (402).
-DECLINED_CARDS = ("pm_card_visa_chargeDeclined", "pm_card_chargeCustomerFail")
+# Declined when its hold is placed (localstripe declines pm_card_visa_chargeDeclined only when a card is
+# attached to a customer, which holds placed in queue order never do).
+DECLINED_CARDS = ("pm_card_chargeCustomerFail",)
 
 BROWSER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/141.0 Safari/537.36",

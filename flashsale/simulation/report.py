@@ -11,13 +11,13 @@ from django.conf import settings
 from inventory.models import Drop
 from inventory.selectors import orders_by_status, stock_agrees, stock_get
 from payments.selectors import authorization_counts
+from waitingroom.selectors import bot_stats_get
 
-from ..selectors import bot_stats_get
 from .beat import Sample
 from .config import SimulationConfig
 from .stats import ShopperStats, percentile
 
-OPEN_AUTHORIZATIONS = ("requires_action", "authorized")
+OPEN_AUTHORIZATIONS = ("scheduled", "requires_action", "authorized")
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,8 @@ def report_format(report: dict) -> str:
         ("open authorizations left", report["authorizations_open"]),
         (
             "join latency",
-            f"p50 {_milliseconds(report['join_latency_ms']['p50'])}, p99 {_milliseconds(report['join_latency_ms']['p99'])} "
+            f"p50 {_milliseconds(report['join_latency_ms']['p50'])}, "
+            f"p99 {_milliseconds(report['join_latency_ms']['p99'])} "
             f"({joins['answered']:,} of {joins['attempted']:,} joins answered)",
         ),
         ("5xx responses", _flag(report["server_errors_5xx"], good=report["server_errors_5xx"] == 0)),

@@ -1,4 +1,5 @@
-"""Admin of waiting rooms: queue figures, bot mitigation by reason, and releasing parked shoppers."""
+"""Admin of waiting rooms: queue figures, bot mitigation by reason, releasing parked shoppers, and the live
+dashboard (its figures span the apps: stock, queue, orders and card authorizations)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from inventory import services as inventory_services
+from waitingroom import dashboard, selectors, services
+from waitingroom.models import DropQueue
+from waitingroom.scripts import ReleaseResult
 
-from . import dashboard, selectors, services
-from .models import DropQueue
-from .scripts import ReleaseResult
 from .selectors import dashboard_figures
 
 

@@ -1,0 +1,8 @@
+"""The one place where the checkout's own Redis key names are built (same per-drop hash tag as the inventory)."""
+
+from inventory.redis_keys import drop_tag
+
+
+def holds_lock_key(drop_id: int) -> str:
+    """Held by the one hold scheduler run at work on a drop."""
+    return f"{drop_tag(drop_id)}:checkout:holds_lock"

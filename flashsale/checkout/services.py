@@ -1,0 +1,387 @@
+"""The flows of a flash sale that span the apps: the card step, the hold scheduler, admission's follow-ups,
+the one-click purchase, and recovery after Redis lost a drop.
+
+The card is given before the queue and kept (no Stripe call); its hold is placed in ticket order just
+ahead of admission, at the shared Stripe rate, and the queue admits a shopper only once it is placed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+from redis.exceptions import LockError
+
+from flashsale.redis import redis_client
+from inventory import services as inventory_services
+from inventory.models import Drop, DropState, Order, OrderStatus
+from inventory.redis_keys import inventory_keys
+from inventory.selectors import stock_get
+from payments import selectors as payment_selectors
+from payments import services as payment_services
+from payments import tasks as payment_tasks
+from payments.errors import AuthorizationRequired, PaymentFailed, PaymentsBusy, PaymentsUnavailable, PurchaseInProgress
+from payments.models import Authorization, AuthorizationStatus
+from payments.services.authorizations import PLACING_STALE
+from payments.stripe_client import stripe_tokens_take
+from waitingroom import persistence
+from waitingroom import selectors as queue_selectors
+from waitingroom import services as queue_services
+from waitingroom.scripts import HoldState
+
+from .redis_keys import holds_lock_key
+
+logger = logging.getLogger(__name__)
+
+EXPIRED_RELEASE_BATCH = 500  # shoppers per release task (one query for their holds)
+HOLDS_MOST_PER_RUN = 2_000
+
+
+# --- The card step ---------------------------------------------------------------------------------
+
+
+def hold_state_of(authorization: Authorization) -> str | None:
+    """The queue's view (``HoldState``) of an authorization; None when the shopper has no card any more."""
+    since = int(authorization.updated_at.timestamp() * 1000)
+    match authorization.status:
+        case AuthorizationStatus.SCHEDULED:
+            return HoldState.SCHEDULED
+        case AuthorizationStatus.AUTHORIZED | AuthorizationStatus.CAPTURED:
+            return HoldState.READY
+        case AuthorizationStatus.REQUIRES_ACTION:
+            return HoldState.failed(since, "authentication_required")
+        case AuthorizationStatus.FAILED:
+            return HoldState.failed(since, authorization.failure_code or "card_declined")
+    return None
+
+
+def card_give(*, drop: Drop, shopper, payment_method: str) -> payment_services.AuthorizationOutcome:
+    """Keep the shopper's card for the drop and tell the queue (no Stripe call; the hold comes later).
+
+    Giving the same card again returns the authorization that counts and repairs the queue's view of
+    it, should Redis have lost it. A shopper whose payment is required gives another card here and
+    keeps their place. Raises payments' ``DropNotOpen`` or ``DropClosed``.
+    """
+    outcome = payment_services.authorization_schedule(drop=drop, shopper=shopper, payment_method=payment_method)
+    if outcome.created:
+        queue_services.hold_card_given(drop_id=drop.pk, shopper_id=shopper.pk)
+    else:
+        state = hold_state_of(outcome.authorization)
+        if state is not None:
+            queue_services.hold_state_repair(drop_id=drop.pk, shopper_id=shopper.pk, state=state)
+    return outcome
+
+
+def card_refresh(*, drop: Drop, authorization: Authorization) -> str | None:
+    """Read a hold waiting for 3-D Secure again (the shopper may have finished it); return its client secret.
+
+    A hold that is now placed lets the shopper be admitted at once.
+    """
+    secret = payment_services.authorization_client_secret(authorization)
+    if authorization.status != AuthorizationStatus.REQUIRES_ACTION:
+        state = hold_state_of(authorization)
+        if state is not None:
+            queue_services.hold_states_set(drop=drop, states={authorization.shopper_id: state})
+    return secret
+
+
+# --- The hold scheduler ----------------------------------------------------------------------------
+
+
+@dataclass
+class HoldsRun:
+    due: int = 0  # holds that were due when the run began
+    placed: int = 0
+    failed: int = 0
+    wait_ms: int = 0  # the bucket was empty: when a token is due
+    states: dict[int, str] = field(default_factory=dict)
+
+
+def holds_ahead(*, drop: Drop) -> int:
+    """How many tickets past serving should have their holds placed: a few seconds of admission, and never
+    more than the cap on admitted shoppers lets in (a hold placed for a shopper who will not be admitted
+    before the sell-out costs two Stripe calls for nothing)."""
+    stock = stock_get(drop=drop)
+    free = stock.redis if stock.redis is not None else 0
+    active = queue_selectors.queue_stats_get(drop_id=drop.pk).admitted
+    room = drop.admitted_cap_multiple * free - active
+    return max(0, min(math.ceil(drop.admission_rate * settings.HOLDS_AHEAD_SECONDS), room))
+
+
+def holds_place_due(*, drop: Drop, budget_seconds: float | None = None) -> HoldsRun:
+    """Place the holds of the shoppers next in line, in ticket order, at the shared Stripe rate.
+
+    One run per drop at a time (a Redis lock); each hold is claimed in the database before its one
+    Stripe call, whose idempotency key is the authorization's, so a run that dies midway places no
+    hold twice and the next run finishes what it left (a stale claim is taken over). Never sleeps:
+    an empty bucket ends the run, and the next one (beat, every second) goes on.
+    """
+    budget = settings.HOLDS_RUN_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    lock = redis_client().lock(holds_lock_key(drop.pk), timeout=max(5, int(budget * 4)), blocking=False)
+    if not lock.acquire():
+        return HoldsRun()
+    try:
+        due = queue_selectors.holds_due_get(
+            drop=drop,
+            ahead=holds_ahead(drop=drop),
+            most=HOLDS_MOST_PER_RUN,
+            stale_ms=int(PLACING_STALE.total_seconds() * 1000),
+        )
+        run = HoldsRun(due=len(due.due))
+        _holds_waiting_sync(drop=drop, run=run, waiting=[shopper for shopper, _ in due.waiting])
+        _holds_place(drop=drop, run=run, shoppers=[shopper for shopper, _ in due.due], deadline=deadline)
+        queue_services.hold_states_set(drop=drop, states=run.states)
+        return run
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            logger.warning("drop %s: the hold scheduler's lock expired during a run", drop.pk)
+
+
+def _holds_waiting_sync(*, drop: Drop, run: HoldsRun, waiting: list[int]) -> None:
+    """Shoppers whose payment was required may have fixed it elsewhere (3-D Secure done, a webhook)."""
+    if not waiting:
+        return
+    for authorization in Authorization.objects.filter(drop=drop, shopper_id__in=waiting).order_by("attempt"):
+        state = hold_state_of(authorization)
+        if state is not None and HoldState.failure(state) is None:
+            run.states[authorization.shopper_id] = state
+
+
+def _holds_place(*, drop: Drop, run: HoldsRun, shoppers: list[int], deadline: float) -> None:
+    """Place holds for ``shoppers`` in order, ``HOLDS_CONCURRENCY`` at a time, until the time or tokens run out."""
+    order: Iterator[int] = iter(shoppers)
+    turn = threading.Lock()
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set() and time.monotonic() < deadline:
+            with turn:
+                shopper_id = next(order, None)
+            if shopper_id is None:
+                return
+            try:
+                state = _hold_place(drop=drop, shopper_id=shopper_id)
+            except PaymentsBusy as busy:
+                run.wait_ms = busy.wait_ms
+                stop.set()
+                return
+            except PaymentsUnavailable:
+                stop.set()  # Stripe did not answer: the next run places it again (same key)
+                return
+            if state is not None:
+                run.states[shopper_id] = state
+                if HoldState.failure(state) is None:
+                    run.placed += 1
+                else:
+                    run.failed += 1
+
+    workers = max(1, int(settings.HOLDS_CONCURRENCY))
+    if workers == 1:
+        worker()
+        return
+
+    def threaded() -> None:
+        try:
+            worker()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"holds-{drop.pk}") as pool:
+        for _ in range(workers):
+            pool.submit(threaded)
+
+
+def _hold_place(*, drop: Drop, shopper_id: int) -> str | None:
+    """Place one shopper's hold; return the queue's new view of it (None: nothing to change now)."""
+    authorization = payment_services.authorization_open_get(drop_id=drop.pk, shopper_id=shopper_id)
+    if authorization is None:
+        latest = payment_selectors.authorization_latest_get(drop_id=drop.pk, shopper_id=shopper_id)
+        return hold_state_of(latest) if latest is not None else None
+    if authorization.status != AuthorizationStatus.SCHEDULED:
+        return hold_state_of(authorization)  # placed already (the queue's view was behind)
+    stripe_tokens_take(background=True)
+    claimed = payment_services.authorization_placing_claim(authorization_id=authorization.pk)
+    if claimed is None:
+        return None  # another placer holds a fresh claim on it
+    now_ms = int(time.time() * 1000)
+    queue_services.hold_states_set(drop=drop, states={shopper_id: HoldState.placing(now_ms)})
+    try:
+        placed = payment_services.authorization_place(authorization=claimed)
+    except PaymentsUnavailable:
+        queue_services.hold_states_set(drop=drop, states={shopper_id: HoldState.SCHEDULED})
+        raise
+    if placed.status == AuthorizationStatus.AUTHORIZED and placed.card_fingerprint:
+        others = payment_services.card_accounts_count(
+            drop_id=drop.pk, fingerprint=placed.card_fingerprint, excluding=shopper_id
+        )
+        if others >= drop.max_accounts_per_card:
+            return _card_limit_refuse(drop=drop, authorization=placed)
+    return hold_state_of(placed)
+
+
+def _card_limit_refuse(*, drop: Drop, authorization: Authorization) -> str:
+    """Too many accounts hold this card on the drop: release the hold now and ask for another card."""
+    payment_services.authorization_transition(
+        authorization=authorization,
+        to=AuthorizationStatus.FAILED,
+        frm=(AuthorizationStatus.AUTHORIZED,),
+        failure_code="card_limit",
+    )
+    queue_services.bots_count_blocked(drop=drop, reasons=["card_limit"])
+    # The hold exists at Stripe: cancel it at the allowed rate (the task reads it back whatever our status).
+    transaction.on_commit(lambda: payment_tasks.hold_void.delay(authorization.pk, "card_limit"))
+    return HoldState.failed(int(time.time() * 1000), "card_limit")
+
+
+def holds_place_all() -> dict[str, int]:
+    """Run the hold scheduler for every drop that admits shoppers (beat, every second)."""
+    now = timezone.now()
+    placed = {}
+    drops = list(Drop.objects.select_related("product").filter(starts_at__lte=now, is_draft=False, paused=False)
+                 .exclude(ends_at__lte=now))  # fmt: skip
+    for drop in drops:
+        if drop.state_at(remaining=1) is not DropState.LIVE:
+            continue
+        run = holds_place_due(drop=drop, budget_seconds=settings.HOLDS_RUN_SECONDS / max(1, len(drops)))
+        placed[drop.slug] = run.placed
+    return placed
+
+
+# --- Admission ticks -------------------------------------------------------------------------------
+
+
+def drops_tick_all(*, now_ms: int | None = None) -> dict[str, int]:
+    """Tick every live drop's admission (beat, every second) and release the holds of those whose turn ended."""
+    ticked = {}
+    for slug, tick in queue_services.queue_tick_all(now_ms=now_ms).items():
+        if tick.expired:
+            admissions_ended(drop_id=tick.drop_id, shopper_ids=tick.expired)
+        ticked[slug] = tick.serving
+    return ticked
+
+
+def admissions_ended(*, drop_id: int, shopper_ids: list[int]) -> None:
+    """Release the holds of shoppers whose checkout window closed unused or who passed their turn: one task
+    per batch, not per shopper (a tick that expired thousands would otherwise overrun its time limit)."""
+    from . import tasks  # tasks call these services
+
+    for start in range(0, len(shopper_ids), EXPIRED_RELEASE_BATCH):
+        batch = shopper_ids[start : start + EXPIRED_RELEASE_BATCH]
+        transaction.on_commit(lambda b=batch: tasks.admissions_expired_release.delay(drop_id, b))
+
+
+# --- The one-click purchase ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PurchaseOutcome:
+    order: Order
+    created: bool
+
+
+def purchase_make(*, drop: Drop, shopper, quantity: int = 1, idempotency_key: str = "") -> PurchaseOutcome:
+    """Buy ``quantity`` units for an admitted shopper with their card hold, once per shopper and drop.
+
+    Claim the unit, reserve the order, capture the hold, mark it paid. The order and the stock agree
+    whatever fails: a refused or timed-out capture fails the order and puts its units back on sale at
+    once; a crash between claim and capture leaves a pending order whose hold the inventory's sweep
+    expires. The same purchase again (same shopper and drop, or the same ``Idempotency-Key``) returns
+    the first order. Raises the waiting room's ``NotAdmitted``/``AdmissionExpired``, the inventory's
+    ``SoldOut``/``LimitReached``/``InsufficientStock``, payments' ``AuthorizationRequired``,
+    ``PaymentsBusy``, ``PurchaseInProgress`` or ``PaymentFailed``.
+    """
+    done = _purchase_existing(drop=drop, shopper=shopper, idempotency_key=idempotency_key)
+    if done is not None:
+        return PurchaseOutcome(done, created=False)
+    with payment_services.shopper_lock(
+        drop_id=drop.pk, shopper_id=shopper.pk, purpose="purchase", error=PurchaseInProgress
+    ):
+        done = _purchase_existing(drop=drop, shopper=shopper, idempotency_key=idempotency_key)
+        if done is not None:
+            return PurchaseOutcome(done, created=False)
+        queue_services.admission_check(drop=drop, shopper_id=shopper.pk)
+        authorization = Authorization.objects.filter(
+            drop=drop, shopper=shopper, status=AuthorizationStatus.AUTHORIZED
+        ).first()
+        if authorization is None:
+            failed = Order.objects.filter(drop=drop, shopper=shopper, status=OrderStatus.FAILED).first()
+            if failed is not None:
+                return PurchaseOutcome(failed, created=False)  # the capture failed and the hold is gone
+            raise AuthorizationRequired
+        # The capture's token first: a busy pipeline refuses before any unit is taken.
+        stripe_tokens_take(count=1)
+        claim = inventory_services.unit_claim(drop=drop, shopper_id=shopper.pk, quantity=quantity)
+        order = inventory_services.order_reserve(claim=claim, shopper=shopper, idempotency_key=idempotency_key)
+        try:
+            payment_services.authorization_capture(authorization=authorization, order=order)
+        except PaymentFailed:
+            inventory_services.order_mark_failed(order=order, failure_code="payment_failed")
+            raise
+        if not inventory_services.order_mark_paid(order=order):
+            # The hold expired while Stripe answered and the sweep failed the order: give the money back.
+            logger.error("order %s was captured after its hold expired; refunding", order.pk)
+            transaction.on_commit(lambda: payment_tasks.authorization_reconcile.delay(authorization.pk, order.pk))
+            order.refresh_from_db()
+            return PurchaseOutcome(order, created=True)
+    queue_services.admission_complete(drop=drop, shopper_id=shopper.pk)
+    if claim.stock_after == 0:
+        transaction.on_commit(lambda: payment_tasks.drop_authorizations_release.delay(drop.pk))
+    return PurchaseOutcome(order, created=True)
+
+
+def _purchase_existing(*, drop: Drop, shopper, idempotency_key: str) -> Order | None:
+    """Return the order this request repeats, if any; raise ``PurchaseInProgress`` while it is still pending."""
+    orders = Order.objects.filter(shopper=shopper)
+    order = None
+    if idempotency_key:
+        order = orders.filter(drop=drop, idempotency_key=idempotency_key).first()
+    if order is None:
+        order = orders.filter(drop=drop, status__in=[OrderStatus.PENDING, OrderStatus.PAID]).first()
+    if order is not None and order.status == OrderStatus.PENDING:
+        raise PurchaseInProgress
+    return order
+
+
+# --- Recovery after Redis lost a drop --------------------------------------------------------------
+
+
+def drop_recover_if_lost(*, drop: Drop) -> bool:
+    """Rebuild the drop's stock, holds and queue when Redis lost them (the stock key is the sign); True if it did.
+
+    Until then claims fail closed (no stock key) and the tick admits nobody (no free stock).
+    """
+    if redis_client().exists(inventory_keys(drop.pk).stock):
+        return False
+    logger.error("drop %s: its Redis keys are gone; rebuilding stock, card holds and queue from the database", drop.pk)
+    inventory_services.inventory_rebuild(drop=drop)
+    states = {}
+    for shopper_id, authorization in payment_selectors.authorizations_latest(drop_id=drop.pk).items():
+        state = hold_state_of(authorization)
+        if state is not None:
+            states[shopper_id] = state
+    queue_services.holds_restore(drop_id=drop.pk, states=states)
+    persistence.queue_rebuild(drop=drop)
+    return True
+
+
+def queue_save_all() -> dict[str, int]:
+    """For every open, armed drop: recover what Redis lost, else save the queue's journal (beat, every second)."""
+    now = timezone.now()
+    saved = {}
+    for drop in Drop.objects.filter(armed_at__isnull=False, prequeue_opens_at__lte=now).exclude(ends_at__lte=now):
+        if drop_recover_if_lost(drop=drop):
+            saved[drop.slug] = -1
+        else:
+            saved[drop.slug] = persistence.queue_persist(drop=drop)
+    return saved
