@@ -9,5 +9,4 @@ app_name = "payments"
 urlpatterns = [
     path("api/orders", api.orders, name="orders"),
     path("orders/", views.orders_page, name="orders_page"),
-    path("payments/stripe/webhook", views.stripe_webhook, name="stripe_webhook"),
 ]

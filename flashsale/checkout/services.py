@@ -93,6 +93,21 @@ def card_refresh(*, drop: Drop, authorization: Authorization) -> str | None:
     return secret
 
 
+def stripe_event_apply(*, event) -> payment_services.EventOutcome:
+    """Apply a verified Stripe event once; a hold it changed (3-D Secure passed, canceled at Stripe) changes the
+    queue's view of it too, so admission follows."""
+    outcome = payment_services.stripe_event_process(event=event)
+    authorization = outcome.authorization
+    if authorization is not None:
+        state = hold_state_of(authorization)
+        drop = Drop.objects.get(pk=authorization.drop_id)
+        if state is None:
+            queue_services.hold_card_released(drop_id=drop.pk, shopper_ids=[authorization.shopper_id])
+        else:
+            queue_services.hold_states_set(drop=drop, states={authorization.shopper_id: state})
+    return outcome
+
+
 # --- The hold scheduler ----------------------------------------------------------------------------
 
 

@@ -8,4 +8,5 @@ urlpatterns = [
     path("api/drops/<slug:slug>/authorization", api.authorization, name="api-authorization"),
     path("api/drops/<slug:slug>/purchase", api.purchase, name="api-purchase"),
     path("drops/<slug:slug>/", views.drop_page, name="drop-page"),
+    path("payments/stripe/webhook", views.stripe_webhook, name="stripe-webhook"),
 ]

@@ -1,13 +1,24 @@
-"""The drop page: product, countdown, card, queue and one-click buy in one page (live through the API)."""
+"""The drop page (product, countdown, card, queue and one-click buy, live through the API) and Stripe's webhook."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+import logging
 
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from flashsale.api import error_response
+from payments import services as payment_services
+from payments.errors import InvalidSignature
 from payments.selectors import stripe_js_config
 from waitingroom import selectors as queue_selectors
+
+from . import services
+
+logger = logging.getLogger(__name__)
 
 # Stripe's test payment methods (localstripe has no card form), chosen from a list on test keys.
 TEST_CARDS = [
@@ -26,3 +37,18 @@ def drop_page(request: HttpRequest, slug: str) -> HttpResponse:
         "test_cards": TEST_CARDS if settings.STRIPE_PUBLISHABLE_KEY.startswith("pk_test") else [],
     }
     return render(request, "waitingroom/drop.html", context)
+
+
+@csrf_exempt  # Stripe signs the body instead; there is no session.
+@require_http_methods(["POST"])
+def stripe_webhook(request: HttpRequest) -> JsonResponse:
+    """Apply a Stripe event whose signature matches the raw body; a replayed event changes nothing."""
+    try:
+        event = payment_services.stripe_event_verify(
+            payload=request.body, signature=request.headers.get("Stripe-Signature")
+        )
+    except InvalidSignature as exc:
+        logger.warning("refused a Stripe webhook with a bad signature")
+        return error_response(exc.status, exc.code, exc.message)
+    outcome = services.stripe_event_apply(event=event)
+    return JsonResponse({"received": True, "duplicate": not outcome.processed})

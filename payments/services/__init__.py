@@ -27,11 +27,12 @@ from .cancellations import (
     drops_with_releasable_holds,
 )
 from .refunds import order_refund, refund_restock
-from .webhooks import stripe_event_process, stripe_event_verify
+from .webhooks import EventOutcome, stripe_event_process, stripe_event_verify
 
 __all__ = [
     "AuthorizationOutcome",
     "CancelBatch",
+    "EventOutcome",
     "authorization_cancel",
     "authorization_cancel_for_shopper",
     "authorization_capture",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import stripe
 from django.conf import settings
@@ -28,36 +29,44 @@ def stripe_event_verify(*, payload: bytes, signature: str | None) -> stripe.Even
         raise InvalidSignature from None
 
 
-def stripe_event_process(*, event: stripe.Event) -> bool:
-    """Apply a verified event once; False for an event id already processed (a replay changes nothing)."""
+@dataclass(frozen=True)
+class EventOutcome:
+    processed: bool  # False: an event id already processed (a replay changes nothing)
+    authorization: Authorization | None = None  # the hold the event changed, if any
+
+
+def stripe_event_process(*, event: stripe.Event) -> EventOutcome:
+    """Apply a verified event once; say whether it was new and which hold it changed."""
     try:
         with transaction.atomic():
             StripeEvent.objects.create(event_id=event.id, type=event.type)
-            _apply(event)
+            changed = _apply(event)
     except IntegrityError:
         if StripeEvent.objects.filter(event_id=event.id).exists():
             logger.info("stripe event %s (%s) replayed; ignored", event.id, event.type)
-            return False
+            return EventOutcome(processed=False)
         raise
-    return True
+    return EventOutcome(processed=True, authorization=changed)
 
 
-def _apply(event: stripe.Event) -> None:
+def _apply(event: stripe.Event) -> Authorization | None:
     obj = event.data.object.to_dict()
     if event.type.startswith("payment_intent."):
         authorization = Authorization.objects.filter(payment_intent_id=obj.get("id")).first()
         if authorization is None:
             logger.info("stripe event %s is about payment intent %s, not one of ours", event.id, obj.get("id"))
-            return
+            return None
         fields: dict[str, object] = {}
         if event.type == "payment_intent.canceled":
             fields["cancellation_reason"] = obj.get("cancellation_reason") or ""
         elif event.type == "payment_intent.payment_failed":
             error = obj.get("last_payment_error") or {}
             fields["failure_code"] = error.get("code") or "payment_failed"
-        authorization_sync(authorization=authorization, intent_status=obj.get("status", ""), **fields)
+        if authorization_sync(authorization=authorization, intent_status=obj.get("status", ""), **fields):
+            return authorization
     elif event.type == "charge.refunded":
         _charge_refunded(obj)
+    return None
 
 
 def _charge_refunded(charge: dict) -> None:

@@ -7,9 +7,11 @@ import pytest
 import requests
 from django.test import Client
 
+from flashsale.checkout import services as checkout_services
+from payments import services as payment_services
+from payments.models import Authorization
 from payments.stripe_client import stripe_client
 from tests.factories import UserFactory
-from flashsale.checkout import services as checkout_services
 from waitingroom import services as waitingroom_services
 
 THREE_D_SECURE_CARD = "4000002500003155"
@@ -57,7 +59,22 @@ def post_json(client, url, data=None, **extra):
 
 
 def authorize(client, drop, payment_method="pm_card_visa"):
+    """Give the card (the card step): kept for the drop, its hold placed later in queue order."""
     return post_json(client, f"/api/drops/{drop.slug}/authorization", {"payment_method": payment_method})
+
+
+def hold(client, drop, payment_method="pm_card_visa"):
+    """Give the card and have its hold placed now, as the hold scheduler does when the shopper's turn is near
+    (for tests about what comes after: captures, cancellations, refunds). Returns the authorization."""
+    response = authorize(client, drop, payment_method)
+    assert response.status_code in (200, 202), response.content
+    authorization = Authorization.objects.get(drop=drop, shopper=client.shopper, status__in=["scheduled", "authorized"])
+    if authorization.status == "scheduled":
+        claimed = payment_services.authorization_placing_claim(authorization_id=authorization.pk)
+        authorization = payment_services.authorization_place(authorization=claimed)
+    state = checkout_services.hold_state_of(authorization)
+    waitingroom_services.hold_states_set(drop=drop, states={client.shopper.pk: state})
+    return authorization
 
 
 def three_d_secure_method(stripe_sdk) -> str:

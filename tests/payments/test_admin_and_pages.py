@@ -8,7 +8,7 @@ from inventory import selectors as inventory_selectors
 from inventory.models import Order
 from payments.models import Authorization, Refund
 from tests.factories import UserFactory
-from tests.payments.conftest import admit, authorize, post_json, three_d_secure_method
+from tests.payments.conftest import admit, authorize, hold, post_json, three_d_secure_method
 
 # Not transactional: the Merchandisers group made by a data migration must survive (nothing here waits on a commit).
 pytestmark = pytest.mark.django_db
@@ -56,8 +56,11 @@ def test_the_orders_page_needs_a_signed_in_shopper():
 
 def test_merchandisers_see_holds_but_never_a_client_secret(merchandiser, make_drop, login, stripe_sdk):
     drop = make_drop()
-    authorize(login(), drop)
-    secret = authorize(login(), drop, three_d_secure_method(stripe_sdk)).json()["client_secret"]
+    hold(login(), drop)
+    waiting = login()
+    hold(waiting, drop, three_d_secure_method(stripe_sdk))
+    secret = waiting.get(f"/api/drops/{drop.slug}/authorization").json()["client_secret"]
+    assert secret
     pending = Authorization.objects.get(status="requires_action")
 
     listing = merchandiser.get("/admin/payments/authorization/")

@@ -6,42 +6,68 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from flashsale.checkout import services as checkout_services
 from payments import services, tasks
 from payments.models import Authorization
-from payments.redis_keys import authorized_key
-from tests.payments.conftest import admit, authorize, post_json
+from tests.payments.conftest import admit, authorize, hold, post_json
+from tests.payments.test_authorization import intents_of
 from tests.payments.test_ratelimit import grants_per_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_sell_out_cancels_every_losers_hold_at_stripe(make_drop, login, redis, stripe_sdk):
-    drop = make_drop(quantity=1, admitted_cap_multiple=1)
+def test_a_sell_out_releases_every_losers_card_and_holds_only_what_could_sell(
+    make_drop, login, stripe_sdk, localstripe
+):
+    # Given one unit, a cap of one admitted shopper per free unit, and six shoppers who gave their cards
+    drop = make_drop(quantity=1, admitted_cap_multiple=1, max_accounts_per_card=10)
+    before = {pi["id"] for pi in intents_of(localstripe, drop)}
     shoppers = [login() for _ in range(6)]
     for client in shoppers:
-        assert authorize(client, drop).status_code == 201
+        assert authorize(client, drop).status_code == 202
     winner, *losers = shoppers
     admit(drop, *(client.shopper.pk for client in shoppers))
 
-    # The last unit sells: its commit starts the release of every other hold (a task, here in-process).
+    # When the last unit sells (its commit starts the release of every other card: a task, here in-process)
     assert post_json(winner, f"/api/drops/{drop.slug}/purchase").status_code == 201
 
-    holds = {a.shopper_id: a for a in Authorization.objects.filter(drop=drop)}
-    assert holds[winner.shopper.pk].status == "captured"
+    # Then one hold was ever placed, the winner's, and captured; the losers' cards were let go with no
+    # Stripe call (their holds were never placed: the cap let only one shopper near)
+    cards = {a.shopper_id: a for a in Authorization.objects.filter(drop=drop)}
+    assert cards[winner.shopper.pk].status == "captured"
     for client in losers:
-        hold = holds[client.shopper.pk]
-        assert (hold.status, hold.cancellation_reason) == ("canceled", "abandoned")
-        assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
-    assert stripe_sdk.v1.payment_intents.retrieve(holds[winner.shopper.pk].payment_intent_id).status == "succeeded"
-    assert redis.hlen(authorized_key(drop.pk)) == 0
+        card = cards[client.shopper.pk]
+        assert (card.status, card.cancellation_reason, card.payment_intent_id) == ("canceled", "released", None)
+    assert [pi["id"] for pi in intents_of(localstripe, drop, since=before)] == [
+        cards[winner.shopper.pk].payment_intent_id
+    ]
+    assert stripe_sdk.v1.payment_intents.retrieve(cards[winner.shopper.pk].payment_intent_id).status == "succeeded"
     # Running the pipeline again changes nothing.
     assert tasks.drop_authorizations_release.apply(args=(drop.pk,)).get() == 0
+
+
+def test_a_sell_out_cancels_placed_holds_at_stripe(make_drop, login, stripe_sdk):
+    # Given three shoppers whose holds were placed, one of them admitted
+    drop = make_drop(quantity=1, max_accounts_per_card=10)
+    winner, *losers = [login() for _ in range(3)]
+    for client in (winner, *losers):
+        hold(client, drop)
+    admit(drop, winner.shopper.pk)
+
+    # When the unit sells
+    assert post_json(winner, f"/api/drops/{drop.slug}/purchase").status_code == 201
+
+    # Then the placed holds of the others are canceled at Stripe
+    for client in losers:
+        held = Authorization.objects.get(drop=drop, shopper=client.shopper)
+        assert (held.status, held.cancellation_reason) == ("canceled", "abandoned")
+        assert stripe_sdk.v1.payment_intents.retrieve(held.payment_intent_id).status == "canceled"
 
 
 def test_the_cancellation_pipeline_keeps_to_the_rate(make_drop, login, settings, stripe_sdk):
     drop = make_drop(quantity=1)
     for _ in range(24):
-        authorize(login(), drop)
+        hold(login(), drop)
     settings.STRIPE_RATE_LIMIT, settings.STRIPE_RATE_BURST = 10, 3
     started = time.monotonic()
 
@@ -66,7 +92,7 @@ def test_the_cancellation_pipeline_keeps_to_the_rate(make_drop, login, settings,
 
 def test_an_unfinished_drop_keeps_its_holds(make_drop, login):
     drop = make_drop(quantity=2)
-    authorize(login(), drop)
+    hold(login(), drop)
 
     assert services.drops_with_releasable_holds() == []
     assert tasks.drop_authorizations_release.apply(args=(drop.pk,)).get() == 0
@@ -75,22 +101,22 @@ def test_an_unfinished_drop_keeps_its_holds(make_drop, login):
 
 def test_an_ended_drop_releases_its_holds_through_the_beat_task(make_drop, login, stripe_sdk):
     drop = make_drop()
-    authorize(login(), drop)
+    hold(login(), drop)
     drop.ends_at = timezone.now() - timedelta(seconds=1)
     drop.save(update_fields=["ends_at"])
 
     assert tasks.authorizations_cancel_due.apply().get() == {"drops": 1, "near_deadline": 0}
 
-    hold = Authorization.objects.get()
-    assert hold.status == "canceled"
-    assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
+    held = Authorization.objects.get()
+    assert held.status == "canceled"
+    assert stripe_sdk.v1.payment_intents.retrieve(held.payment_intent_id).status == "canceled"
 
 
 def test_holds_near_their_capture_deadline_are_canceled_before_it(make_drop, login, settings):
     drop = make_drop()
     old, fresh = login(), login()
-    authorize(old, drop)
-    authorize(fresh, drop)
+    hold(old, drop)
+    hold(fresh, drop)
     Authorization.objects.filter(shopper=old.shopper).update(capture_before=timezone.now() + timedelta(hours=11))
 
     assert tasks.authorizations_cancel_due.apply().get() == {"drops": 0, "near_deadline": 1}
@@ -102,69 +128,48 @@ def test_holds_near_their_capture_deadline_are_canceled_before_it(make_drop, log
 def test_an_expired_admission_cancels_that_shoppers_hold(make_drop, login, redis, stripe_sdk):
     drop = make_drop()
     client = login()
-    authorize(client, drop)
+    hold(client, drop)
     other = login()
-    authorize(other, drop)
+    hold(other, drop)
 
     assert services.authorization_cancel_for_shopper(drop_id=drop.pk, shopper_id=client.shopper.pk)
 
-    hold = Authorization.objects.get(shopper=client.shopper)
-    assert hold.status == "canceled"
-    assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
-    assert set(redis.hkeys(authorized_key(drop.pk))) == {str(other.shopper.pk).encode()}
+    held = Authorization.objects.get(shopper=client.shopper)
+    assert held.status == "canceled"
+    assert stripe_sdk.v1.payment_intents.retrieve(held.payment_intent_id).status == "canceled"
     assert Authorization.objects.get(shopper=other.shopper).status == "authorized"
     # Again: nothing left to cancel.
     assert not services.authorization_cancel_for_shopper(drop_id=drop.pk, shopper_id=client.shopper.pk)
 
 
 def test_one_tick_that_expires_many_admissions_cancels_all_their_holds(make_drop, login, stripe_sdk, monkeypatch):
-    from waitingroom import services as waitingroom_services
-
     # Given four shoppers with holds, three admitted (releases go out in batches of two here)
-    monkeypatch.setattr(waitingroom_services, "EXPIRED_RELEASE_BATCH", 2)
+    monkeypatch.setattr(checkout_services, "EXPIRED_RELEASE_BATCH", 2)
     drop = make_drop()
     clients = [login() for _ in range(4)]
     for client in clients:
-        authorize(client, drop)
+        hold(client, drop)
     admitted = [client.shopper.pk for client in clients[:3]]
     admit(drop, *admitted)
 
     # When one tick finds all three checkout windows closed
-    tick = waitingroom_services.queue_admit_batch(
-        drop=drop, now_ms=int(time.time() * 1000) + (drop.checkout_window + 5) * 1000, publish=False
-    )
+    checkout_services.drops_tick_all(now_ms=int(time.time() * 1000) + (drop.checkout_window + 5) * 1000)
 
     # Then the three holds are canceled at Stripe and the fourth shopper's hold stays
-    assert sorted(tick.expired) == sorted(admitted)
     for shopper_id in admitted:
-        hold = Authorization.objects.get(shopper_id=shopper_id)
-        assert hold.status == "canceled"
-        assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
+        held = Authorization.objects.get(shopper_id=shopper_id)
+        assert held.status == "canceled"
+        assert stripe_sdk.v1.payment_intents.retrieve(held.payment_intent_id).status == "canceled"
     assert Authorization.objects.get(shopper=clients[3].shopper).status == "authorized"
-
-
-def test_a_release_queued_per_shopper_before_the_batch_task_still_cancels_that_hold(make_drop, login, stripe_sdk):
-    from waitingroom import tasks as waitingroom_tasks
-
-    # Given a hold and a release message of the old, one-shopper kind (queued before an upgrade)
-    drop = make_drop()
-    client = login()
-    authorize(client, drop)
-    # When the worker runs it
-    waitingroom_tasks.admission_expired_release.delay(drop.pk, client.shopper.pk)
-    # Then the hold is canceled at Stripe as the batch task would
-    hold = Authorization.objects.get(shopper=client.shopper)
-    assert hold.status == "canceled"
-    assert stripe_sdk.v1.payment_intents.retrieve(hold.payment_intent_id).status == "canceled"
 
 
 def test_a_hold_captured_elsewhere_is_brought_in_step_not_canceled(make_drop, login, stripe_sdk):
     drop = make_drop()
-    authorize(login(), drop)
-    hold = Authorization.objects.get()
-    stripe_sdk.v1.payment_intents.capture(hold.payment_intent_id)
+    hold(login(), drop)
+    held = Authorization.objects.get()
+    stripe_sdk.v1.payment_intents.capture(held.payment_intent_id)
 
-    assert services.authorization_cancel(authorization_id=hold.pk) is False
+    assert services.authorization_cancel(authorization_id=held.pk) is False
 
-    hold.refresh_from_db()
-    assert hold.status == "captured"
+    held.refresh_from_db()
+    assert held.status == "captured"

@@ -11,8 +11,8 @@ from django.test import Client
 
 from inventory.models import Order
 from payments.models import Authorization, StripeEvent
-from payments.redis_keys import authorized_key
-from tests.payments.conftest import admit, authorize, post_json, three_d_secure_method
+from tests.payments.conftest import admit, authorize, hold, post_json, three_d_secure_method
+from waitingroom.redis_keys import queue_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,10 +50,10 @@ def intent_json(stripe_sdk, intent_id: str) -> dict:
 )
 def test_a_bad_signature_is_refused_and_changes_nothing(make_drop, login, stripe_sdk, signature):
     drop = make_drop()
-    authorize(login(), drop)
-    hold = Authorization.objects.get()
-    stripe_sdk.v1.payment_intents.cancel(hold.payment_intent_id)
-    body = event_body("evt_bad", "payment_intent.canceled", intent_json(stripe_sdk, hold.payment_intent_id))
+    hold(login(), drop)
+    held = Authorization.objects.get()
+    stripe_sdk.v1.payment_intents.cancel(held.payment_intent_id)
+    body = event_body("evt_bad", "payment_intent.canceled", intent_json(stripe_sdk, held.payment_intent_id))
 
     response = deliver(body, signature)
 
@@ -74,25 +74,25 @@ def test_a_stale_signature_is_refused(make_drop, login, stripe_sdk):
 def test_a_cancel_made_in_stripe_reaches_the_hold_once(make_drop, login, stripe_sdk, redis):
     drop = make_drop()
     client = login()
-    authorize(client, drop)
-    hold = Authorization.objects.get()
-    stripe_sdk.v1.payment_intents.cancel(hold.payment_intent_id)
-    obj = {**intent_json(stripe_sdk, hold.payment_intent_id), "cancellation_reason": "requested_by_customer"}
+    hold(client, drop)
+    held = Authorization.objects.get()
+    stripe_sdk.v1.payment_intents.cancel(held.payment_intent_id)
+    obj = {**intent_json(stripe_sdk, held.payment_intent_id), "cancellation_reason": "requested_by_customer"}
     body = event_body("evt_cancel_1", "payment_intent.canceled", obj)
 
     first = deliver(body, signed(body))
 
     assert (first.status_code, first.json()) == (200, {"received": True, "duplicate": False})
-    hold.refresh_from_db()
-    assert (hold.status, hold.cancellation_reason) == ("canceled", "requested_by_customer")
-    assert redis.hlen(authorized_key(drop.pk)) == 0
-    changed_at = hold.updated_at
+    held.refresh_from_db()
+    assert (held.status, held.cancellation_reason) == ("canceled", "requested_by_customer")
+    assert redis.hlen(queue_keys(drop.pk).holds) == 0
+    changed_at = held.updated_at
 
     replay = deliver(body, signed(body))
 
     assert (replay.status_code, replay.json()) == (200, {"received": True, "duplicate": True})
-    hold.refresh_from_db()
-    assert hold.updated_at == changed_at
+    held.refresh_from_db()
+    assert held.updated_at == changed_at
     assert StripeEvent.objects.filter(event_id="evt_cancel_1").count() == 1
 
 
@@ -100,30 +100,31 @@ def test_a_replayed_event_does_not_undo_a_later_change(make_drop, login, stripe_
     """3-D Secure passed (event 1), then the hold was canceled: replaying event 1 must not re-authorize it."""
     drop = make_drop()
     client = login()
-    secret = authorize(client, drop, three_d_secure_method(stripe_sdk)).json()["client_secret"]
-    hold = Authorization.objects.get()
+    hold(client, drop, three_d_secure_method(stripe_sdk))
+    secret = client.get(f"/api/drops/{drop.slug}/authorization").json()["client_secret"]
+    held = Authorization.objects.get()
     requests.post(
-        f"{localstripe}/v1/payment_intents/{hold.payment_intent_id}/_authenticate",
+        f"{localstripe}/v1/payment_intents/{held.payment_intent_id}/_authenticate",
         data={"client_secret": secret, "success": "true", "key": "pk_test_localstripe"},
         timeout=5,
     ).raise_for_status()
     capturable = event_body(
-        "evt_capturable", "payment_intent.amount_capturable_updated", intent_json(stripe_sdk, hold.payment_intent_id)
+        "evt_capturable", "payment_intent.amount_capturable_updated", intent_json(stripe_sdk, held.payment_intent_id)
     )
 
     assert deliver(capturable, signed(capturable)).status_code == 200
-    hold.refresh_from_db()
-    assert hold.status == "authorized"
-    assert redis.hexists(authorized_key(drop.pk), client.shopper.pk)
+    held.refresh_from_db()
+    assert held.status == "authorized"
+    assert redis.hget(queue_keys(drop.pk).holds, client.shopper.pk) == b"r"
 
-    stripe_sdk.v1.payment_intents.cancel(hold.payment_intent_id)
-    canceled = event_body("evt_canceled", "payment_intent.canceled", intent_json(stripe_sdk, hold.payment_intent_id))
+    stripe_sdk.v1.payment_intents.cancel(held.payment_intent_id)
+    canceled = event_body("evt_canceled", "payment_intent.canceled", intent_json(stripe_sdk, held.payment_intent_id))
     deliver(canceled, signed(canceled))
     deliver(capturable, signed(capturable))
 
-    hold.refresh_from_db()
-    assert hold.status == "canceled"
-    assert redis.hlen(authorized_key(drop.pk)) == 0
+    held.refresh_from_db()
+    assert held.status == "canceled"
+    assert redis.hlen(queue_keys(drop.pk).holds) == 0
     assert StripeEvent.objects.count() == 2
 
 
@@ -133,9 +134,9 @@ def test_a_refund_made_in_stripe_marks_the_paid_order_refunded(make_drop, login,
     authorize(client, drop)
     admit(drop, client.shopper.pk)
     post_json(client, f"/api/drops/{drop.slug}/purchase")
-    hold = Authorization.objects.get()
-    stripe_sdk.v1.refunds.create(params={"payment_intent": hold.payment_intent_id, "amount": 12900})
-    charge = intent_json(stripe_sdk, hold.payment_intent_id)["latest_charge"]
+    held = Authorization.objects.get()
+    stripe_sdk.v1.refunds.create(params={"payment_intent": held.payment_intent_id, "amount": 12900})
+    charge = intent_json(stripe_sdk, held.payment_intent_id)["latest_charge"]
     body = event_body("evt_refund", "charge.refunded", {**charge, "amount_refunded": 12900})
 
     assert deliver(body, signed(body)).status_code == 200
@@ -162,17 +163,17 @@ def test_localstripe_delivers_a_signed_event_that_keeps_the_hold_in_step(
     ).raise_for_status()
     try:
         drop = make_drop()
-        authorize(login(), drop)
-        hold = Authorization.objects.get()
+        hold(login(), drop)
+        held = Authorization.objects.get()
 
-        stripe_sdk.v1.payment_intents.capture(hold.payment_intent_id)  # captured outside our purchase flow
+        stripe_sdk.v1.payment_intents.capture(held.payment_intent_id)  # captured outside our purchase flow
 
         # localstripe sends a second later (events of earlier tests may arrive too, and are ignored).
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and Authorization.objects.get().status != "captured":
             time.sleep(0.1)
-        hold.refresh_from_db()
-        assert hold.status == "captured"
+        held.refresh_from_db()
+        assert held.status == "captured"
         assert StripeEvent.objects.filter(type="payment_intent.succeeded").exists()
     finally:
         # Stop deliveries to this test's server: no event type is called this.

@@ -4,12 +4,12 @@ import time
 
 import pytest
 
+from flashsale.checkout.services import drop_recover_if_lost, queue_save_all
 from inventory import selectors as inventory_selectors
 from inventory import services as inventory_services
 from inventory.redis_keys import drop_tag
 from payments.models import Authorization, AuthorizationStatus
 from tests.factories import DropFactory, UserFactory
-from flashsale.checkout.services import drop_recover_if_lost, queue_save_all
 from waitingroom import persistence, selectors, services
 from waitingroom.errors import AuthorizationRequired
 from waitingroom.models import QueueEntry, QueueSnapshot
