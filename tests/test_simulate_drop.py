@@ -65,7 +65,8 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     assert report["holds_left"] == 0
     assert report["database_and_redis_agree"] is True
     assert report["time_to_sell_out_seconds"] is not None
-    # Every scripted bot that reached the join was refused there, every declined card at the authorization;
+    # Every scripted bot that reached the join was refused there, every declined card when its hold was placed
+    # (payment_required, and the simulated shopper gives up);
     # the others among the 15 of each arrived after the sell-out (when the two cores are slow, a few do).
     by_role = report["outcomes_by_role"]
     assert set(by_role["bot"]) <= {"refused_as_bot", "sold_out"}
@@ -77,7 +78,8 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     assert report["outcomes"]["bought"] == UNITS
     assert sum(report["outcomes"].values()) == SHOPPERS
     assert report["errors"]["403 bot_suspected"] == by_role["bot"]["refused_as_bot"]
-    assert report["errors"]["402 card_declined"] == by_role["declined"]["declined"]
+    assert "402 card_declined" not in report["errors"]
+    assert "503 payments_busy" not in report["errors"]
     assert report["joins"]["answered"] == report["joins"]["attempted"]
     # Winners' holds are captured; every loser's hold is canceled before the run ends.
     authorizations = report["authorizations"]

@@ -54,7 +54,8 @@ def _drop(slug: str) -> Drop:
 @require_http_methods(["GET", "POST"])
 @api_view
 @shopper_required
-@rate_limited("authorization", methods=("GET", "POST"))
+@rate_limited("authorization")
+@rate_limited("authorization-read", methods=("GET",))  # a read may ask Stripe (3-D Secure): counted too
 @domain_errors
 def authorization(request: HttpRequest, slug: str) -> JsonResponse:
     """POST: give the card for this drop (its hold is placed in queue order); GET: the current authorization."""

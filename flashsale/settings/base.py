@@ -264,6 +264,7 @@ RATE_LIMITS = {
     "queue-join": [("ip", "120/m"), ("shopper", "10/m")],
     "queue-read": [("shopper", "120/m")],
     "authorization": [("ip", "60/m"), ("shopper", "10/m")],
+    "authorization-read": [("shopper", "60/m")],
     "purchase": [("ip", "120/m"), ("shopper", "10/m")],
 }
 

@@ -68,12 +68,13 @@ def hold(client, drop, payment_method="pm_card_visa"):
     (for tests about what comes after: captures, cancellations, refunds). Returns the authorization."""
     response = authorize(client, drop, payment_method)
     assert response.status_code in (200, 202), response.content
-    authorization = Authorization.objects.get(drop=drop, shopper=client.shopper, status__in=["scheduled", "authorized"])
+    shopper_id = int(client.session["_auth_user_id"])
+    authorization = Authorization.objects.get(drop=drop, shopper_id=shopper_id, status__in=["scheduled", "authorized"])
     if authorization.status == "scheduled":
         claimed = payment_services.authorization_placing_claim(authorization_id=authorization.pk)
         authorization = payment_services.authorization_place(authorization=claimed)
     state = checkout_services.hold_state_of(authorization)
-    waitingroom_services.hold_states_set(drop=drop, states={client.shopper.pk: state})
+    waitingroom_services.hold_states_set(drop=drop, states={shopper_id: state})
     return authorization
 
 

@@ -12,8 +12,8 @@ from django.test import Client
 from inventory import selectors as inventory_selectors
 from inventory.models import Order
 from payments.models import Authorization
-from payments.redis_keys import authorized_key
 from tests.payments.conftest import admit, authorize, post_json
+from tests.waitingroom.support import authorize as authorize_in_queue
 from waitingroom import selectors as waitingroom_selectors
 from waitingroom import services as waitingroom_services
 from waitingroom.redis_keys import queue_keys
@@ -49,8 +49,8 @@ def _nothing_sold(*drops):
 def test_an_admission_to_one_drop_buys_nothing_on_another(make_drop):
     first, second = make_drop(slug="first"), make_drop(slug="second")
     shopper = _shopper()
-    assert authorize(shopper, first).status_code == 201
-    assert authorize(shopper, second).status_code == 201
+    assert authorize(shopper, first).status_code == 202
+    assert authorize(shopper, second).status_code == 202
     admit(first, shopper.shopper.pk)
 
     response = _buy(shopper, second)
@@ -64,8 +64,8 @@ def test_an_admission_to_one_drop_buys_nothing_on_another(make_drop):
 def test_another_shoppers_admission_cannot_be_used_by_naming_them(make_drop):
     drop = make_drop()
     admitted, other = _shopper(), _shopper()
-    assert authorize(admitted, drop).status_code == 201
-    assert authorize(other, drop).status_code == 201
+    assert authorize(admitted, drop).status_code == 202
+    assert authorize(other, drop).status_code == 202
     admit(drop, admitted.shopper.pk)
 
     for body in ({"shopper": admitted.shopper.pk}, {"shopper_id": admitted.shopper.pk, "ticket": 1}):
@@ -78,7 +78,7 @@ def test_another_shoppers_admission_cannot_be_used_by_naming_them(make_drop):
 def test_a_hold_is_not_moved_to_another_shopper_or_drop(make_drop):
     held_drop, other_drop = make_drop(slug="held"), make_drop(slug="other")
     holder, admitted_without_hold = _shopper(), _shopper()
-    assert authorize(holder, held_drop).status_code == 201
+    assert authorize(holder, held_drop).status_code == 202
     # Both are admitted to the other drop without a hold there (a ticket forced past the join's check).
     waitingroom_services.queue_start(drop=other_drop)
     for client in (holder, admitted_without_hold):
@@ -89,14 +89,14 @@ def test_a_hold_is_not_moved_to_another_shopper_or_drop(make_drop):
         response = _buy(client, other_drop)
         assert (response.status_code, response.json()["error"]["code"]) == (402, "authorization_required")
     _nothing_sold(held_drop, other_drop)
-    assert Authorization.objects.get(drop=held_drop).status == "authorized"  # still only the holder's, on its drop
+    assert Authorization.objects.get(drop=held_drop).status == "scheduled"  # still only the holder's, on its drop
 
 
 def test_an_idempotency_key_replays_only_its_own_shoppers_order(make_drop):
     drop = make_drop(quantity=2)
     first, second = _shopper(), _shopper()
     for client in (first, second):
-        assert authorize(client, drop).status_code == 201
+        assert authorize(client, drop).status_code == 202
     admit(drop, first.shopper.pk, second.shopper.pk)
     mine = _buy(first, drop, HTTP_IDEMPOTENCY_KEY="k-1")
     assert mine.status_code == 201
@@ -113,7 +113,7 @@ def test_an_idempotency_key_replays_only_its_own_shoppers_order(make_drop):
 def test_a_purchase_replayed_after_it_succeeded_takes_no_second_unit(make_drop):
     drop = make_drop(quantity=3, per_customer_limit=2)
     shopper = _shopper()
-    assert authorize(shopper, drop).status_code == 201
+    assert authorize(shopper, drop).status_code == 202
     admit(drop, shopper.shopper.pk)
     first = _buy(shopper, drop)
 
@@ -129,8 +129,8 @@ def test_a_queue_entry_belongs_to_the_session_not_to_what_the_body_says(make_dro
 
     drop = make_drop(slug="air")
     owner, intruder = _shopper(), _shopper()
-    redis.hset(authorized_key(drop.pk), owner.shopper.pk, "card-owner")
-    redis.hset(authorized_key(drop.pk), intruder.shopper.pk, "card-intruder")
+    for client in (owner, intruder):
+        authorize_in_queue(redis, drop, client.shopper)
     waitingroom_services.queue_start(drop=drop)
     assert post_json(owner, "/api/drops/air/queue", join_body(owner)).status_code == 201
 
@@ -145,7 +145,7 @@ def test_a_queue_entry_belongs_to_the_session_not_to_what_the_body_says(make_dro
 def test_a_made_up_or_signed_out_session_gets_nothing(make_drop):
     drop = make_drop()
     shopper = _shopper()
-    assert authorize(shopper, drop).status_code == 201
+    assert authorize(shopper, drop).status_code == 202
     admit(drop, shopper.shopper.pk)
     stale = shopper.cookies["sessionid"].value
     assert shopper.delete("/api/session").status_code == 204
@@ -162,7 +162,7 @@ def test_a_made_up_or_signed_out_session_gets_nothing(make_drop):
 def test_a_session_is_invalidated_by_a_password_change_for_holds_and_purchases(make_drop):
     drop = make_drop()
     shopper = _shopper()
-    assert authorize(shopper, drop).status_code == 201
+    assert authorize(shopper, drop).status_code == 202
     admit(drop, shopper.shopper.pk)
     shopper.shopper.set_password("a new long password 1")
     shopper.shopper.save()
@@ -175,7 +175,7 @@ def test_a_session_is_invalidated_by_a_password_change_for_holds_and_purchases(m
 def test_a_ticket_cannot_be_bought_twice_through_two_sessions(make_drop):
     drop = make_drop(quantity=5, per_customer_limit=1)
     shopper = _shopper()
-    assert authorize(shopper, drop).status_code == 201
+    assert authorize(shopper, drop).status_code == 202
     admit(drop, shopper.shopper.pk)
     second_device = Client()
     second_device.force_login(shopper.shopper)

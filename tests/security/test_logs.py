@@ -32,11 +32,12 @@ def _run_and_collect(payments, make_drop, caplog, level: int) -> tuple[str, list
     caplog.set_level(level)
     caplog.clear()
 
-    assert authorize(buyer, drop).status_code == 201
-    three_ds = authorize(waiting, drop, method_3ds)
-    assert three_ds.status_code == 202
+    assert authorize(buyer, drop).status_code == 202
+    assert authorize(waiting, drop, method_3ds).status_code == 202
+    admit(drop, int(buyer.session["_auth_user_id"]), int(waiting.session["_auth_user_id"]))  # holds placed
+    three_ds = waiting.get(f"/api/drops/{drop.slug}/authorization")
+    assert three_ds.json()["status"] == "requires_action"
     assert waiting.get(f"/api/drops/{drop.slug}/authorization").status_code == 200  # reads the secret again
-    admit(drop, int(buyer.session["_auth_user_id"]))
     bought = post_json(buyer, f"/api/drops/{drop.slug}/purchase", {"quantity": 1})
     assert bought.status_code == 201
     webhook = Client().post("/payments/stripe/webhook", json.dumps({"id": "evt_1"}), content_type="application/json")

@@ -78,7 +78,7 @@ def world(transactional_db, live_server_url, settings, stripe_settings, cheap_po
     response = client.post(
         "/api/drops/live/authorization", json.dumps({"payment_method": "pm_card_visa"}), content_type="application/json"
     )
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     admit(live, holder.pk)
     waitingroom_services.queue_start(drop=soon)
     return {"url": live_server_url, "holder": holder, "counter": itertools.count()}

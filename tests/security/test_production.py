@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from payments.models import Authorization
-from tests.payments.conftest import authorize, three_d_secure_method
+from tests.payments.conftest import hold, three_d_secure_method
 
 from .conftest import veteran
 
@@ -143,10 +143,9 @@ def holds(make_drop, stripe_settings):
     plain, three_ds = Client(), Client()
     plain.force_login(veteran())
     three_ds.force_login(veteran())
-    assert authorize(plain, drop).status_code == 201
-    response = authorize(three_ds, drop, three_d_secure_method(stripe_client()))
-    assert response.status_code == 202
-    return drop, response.json()["client_secret"]
+    hold(plain, drop)
+    hold(three_ds, drop, three_d_secure_method(stripe_client()))
+    return drop, three_ds.get(f"/api/drops/{drop.slug}/authorization").json()["client_secret"]
 
 
 def _staff(*groups: str) -> Client:
