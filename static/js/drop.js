@@ -1,6 +1,6 @@
 // The drop page: countdown, join (proof-of-work solved here), live position over the websocket
 // with reconnect and backoff, polling while the socket is down, and one-click buy.
-import { holdCard, loadStripe } from "./payments.js";
+import { CARD_COUNTS, declineText, finishThreeDSecure, giveCard, loadStripe } from "./payments.js";
 
 const root = document.getElementById("drop");
 const slug = root.dataset.slug;
@@ -85,7 +85,12 @@ function renderEntry(entry) {
     clearInterval(checkoutTimer);
     $("checkout-left").textContent = "";
   }
-  if (entry.status === "expired") say("Your checkout window closed.");
+  if (entry.status === "payment_required") {
+    if (previous !== "payment_required") paymentRequired(entry);
+  } else if (previous === "payment_required") {
+    $("card-status").textContent = "Your card is held. You keep your place.";
+  }
+  if (entry.status === "expired") say("Your turn has passed.");
   if (entry.status === "purchased") say("Bought! See your orders.");
   if (entry.status === "sold_out") say("Sold out. Your card hold will be released.");
 }
@@ -208,7 +213,10 @@ async function buy() {
   else fail(bought.data);
 }
 
-// --- the card hold (before the queue) ------------------------------------------------------------
+// --- the card (before the queue) -------------------------------------------------------------------
+// Giving the card keeps it for the drop; its hold is placed just before the shopper's turn. If that hold
+// fails or asks for 3-D Secure, the entry turns payment_required: the shopper confirms or gives another
+// card within their checkout window and keeps their place.
 let stripe = null;
 let cardElement = null;
 let cardHeld = false;
@@ -226,14 +234,37 @@ async function stripeReady() {
 }
 
 function showCard(auth) {
-  const held = auth.status === "authorized";
-  cardHeld = held;
-  $("card-status").textContent = held
-    ? `Held on ${auth.card.brand} ending ${auth.card.last4}. You can join the queue.`
-    : "Hold your card to join the queue.";
-  $("hold").hidden = held;
-  if ($("card")) $("card").disabled = held;
-  $("join").disabled = !held;
+  const counts = CARD_COUNTS.has(auth.status);
+  cardHeld = counts;
+  const card = auth.card ? `${auth.card.brand} ending ${auth.card.last4}` : "your card";
+  const texts = {
+    scheduled: "Card saved. It is held (not charged) just before your turn, so buying takes one click.",
+    authorized: `Held on ${card}. Buying takes one click.`,
+    requires_action: "Your bank asks you to confirm this card.",
+    captured: `Paid with ${card}.`,
+  };
+  $("card-status").textContent = texts[auth.status] || (auth.decline_code ? `${declineText(auth.decline_code)} Try another card.` : "Give a card to join the queue.");
+  $("hold").hidden = counts;
+  if ($("card")) $("card").disabled = counts;
+  if (!lastEntry) $("join").disabled = !counts;
+}
+
+async function paymentRequired(entry) {
+  say(`${declineText(entry.decline_code)} Confirm it or give another card to keep your place.`);
+  const auth = await call("GET", `${api}/authorization`);
+  if (auth.status !== 200) return;
+  if (auth.data.status === "requires_action" && auth.data.client_secret) {
+    await stripeReady();
+    const done = await finishThreeDSecure({ api, call, stripe, clientSecret: auth.data.client_secret });
+    if (done.status === 200) { showCard(done.data); if (done.data.status === "authorized") say("Card confirmed. You keep your place."); return; }
+    fail(done.data);
+  }
+  // Let the shopper give another card.
+  cardHeld = false;
+  $("hold").hidden = false;
+  $("hold").textContent = "Use this card";
+  if ($("card")) $("card").disabled = false;
+  $("card-status").textContent = `${declineText(entry.decline_code)} Give another card to keep your place.`;
 }
 
 async function paymentMethod() {
@@ -248,10 +279,11 @@ async function hold() {
   $("hold").disabled = true;
   try {
     await stripeReady();
-    const result = await holdCard({ api, call, stripe, paymentMethod: await paymentMethod(),
-                                    onBusy: (text) => { $("card-status").textContent = text; } });
-    if (result.status === 200 || result.status === 201) showCard(result.data);
-    else fail(result.data);
+    const result = await giveCard({ api, call, paymentMethod: await paymentMethod() });
+    if (result.status === 200 || result.status === 202) {
+      showCard(result.data);
+      if (lastEntry && lastEntry.status === "payment_required") say("Card saved. You keep your place.");
+    } else fail(result.data);
   } catch (err) {
     fail({ error: { message: err.message } });
   } finally {

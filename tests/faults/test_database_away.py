@@ -11,10 +11,9 @@ from django.utils import timezone
 
 from inventory import services as inventory_services
 from inventory.redis_keys import drop_tag
-from payments.redis_keys import authorized_key
 from tests.conftest import BROWSER_USER_AGENT, serving_asgi
 from tests.factories import DropFactory, UserFactory
-from tests.waitingroom.support import solved
+from tests.waitingroom.support import authorize, solved
 from waitingroom import services
 
 from .conftest import TcpProxy
@@ -44,7 +43,7 @@ def test_joins_keep_working_while_the_database_is_away(database_through_proxy, s
     inventory_services.drop_arm(drop=drop)
     services.queue_start(drop=drop)
     user = UserFactory(date_joined=timezone.now() - timedelta(days=30))
-    redis.hset(authorized_key(drop.pk), user.pk, "card-1")
+    authorize(redis, drop, user)
 
     with serving_asgi() as base:
         browser = requests.Session()

@@ -12,6 +12,7 @@ from django.db import connections
 from django.db.models import Sum
 from redis.exceptions import RedisError
 
+from flashsale.checkout import services as checkout_services
 from inventory import selectors as inventory_selectors
 from inventory import services as inventory_services
 from inventory.errors import InventoryError, InventoryUnavailable
@@ -77,7 +78,7 @@ def test_redis_lost_mid_sale_pauses_rebuilds_and_never_oversells(private_redis, 
     with pytest.raises(InventoryUnavailable):  # sales pause: claims fail closed, nothing is sold on a guess
         inventory_services.unit_claim(drop=drop, shopper_id=shopper_ids[0])
     time.sleep(0.3)
-    assert persistence.queue_save_all() == {drop.slug: -1}  # the beat task notices and rebuilds
+    assert checkout_services.queue_save_all() == {drop.slug: -1}  # the beat task notices and rebuilds
 
     outcomes = Counter()
     for _ in buyers:

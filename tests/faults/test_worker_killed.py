@@ -107,14 +107,14 @@ def test_a_worker_killed_in_the_cancellation_pipeline_cancels_nothing_twice_and_
     from payments.models import Authorization, AuthorizationStatus
     from payments.stripe_client import stripe_client
     from tests.factories import UserFactory
-    from tests.payments.conftest import authorize
+    from tests.payments.conftest import hold
 
-    drop = DropFactory(quantity=1, per_customer_limit=1)
+    drop = DropFactory(quantity=1, per_customer_limit=1, max_accounts_per_card=100)
     inventory_services.drop_arm(drop=drop)
     for _ in range(24):
         client = Client()
         client.force_login(UserFactory())
-        assert authorize(client, drop).status_code == 201
+        hold(client, drop)
     Drop.objects.filter(pk=drop.pk).update(ends_at=drop.starts_at)  # over: every hold must be released
     env = {
         "STRIPE_API_BASE": stripe_proxy.url, "STRIPE_SECRET_KEY": "sk_test_localstripe", "STRIPE_LOCALSTRIPE": "1",
