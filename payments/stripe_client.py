@@ -50,6 +50,15 @@ def _client(api_key: str, api_base: str, timeout: float, retries: int) -> stripe
     )
 
 
+def idempotency_key(kind: str, record) -> str:
+    """Stripe's idempotency key for one call about ``record`` (an authorization or an order).
+
+    The row's creation time is part of it: ids start again in a new database (a reset, another
+    environment on the same Stripe account), and Stripe replays the first answer to a key for 24 hours.
+    """
+    return f"{kind}:{record.pk}:{int(record.created_at.timestamp() * 1_000_000):x}"
+
+
 def bucket_shape() -> tuple[float, int]:
     """Return (refill per second, capacity) so that no one-second window grants more than the rate."""
     rate = int(settings.STRIPE_RATE_LIMIT)

@@ -13,6 +13,12 @@ to a crawl:
   the objects of one kind. Here the store also keeps an index by kind, so a list scans one kind.
 * aiohttp's access log writes a line per request to stderr; it is off.
 
+And one thing localstripe lacks is added, because the project relies on it: Stripe's idempotency keys.
+A POST with an ``Idempotency-Key`` that was seen before gets the first answer again (status and body)
+instead of doing the work twice, as Stripe does for 24 hours; a second request while the first is still
+being answered waits for it. So a call retried after a crash (a hold placed twice with the same key)
+creates one object, here as with Stripe.
+
 Everything else (objects, ids, errors, webhooks, the ``/_config`` routes and ``/js.stripe.com``)
 is localstripe's own. Used by ``make run`` (Procfile.dev), the test suite and the benchmarks.
 """
@@ -20,6 +26,7 @@ is localstripe's own. Used by ``make run`` (Procfile.dev), the test suite and th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 
 from aiohttp import web
@@ -66,6 +73,29 @@ def _list_all(cls, url, limit=None, starting_after=None, **kwargs):
     return listing
 
 
+class IdempotentReplay:
+    """Stripe's idempotency keys: the first answer to a POST with a key is the answer to every repeat."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, str], tuple[int, bytes, str]] = {}
+        self.locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or not key:
+            return await handler(request)
+        scope = (request.headers.get("Authorization", ""), key)
+        async with self.locks.setdefault(scope, asyncio.Lock()):
+            if scope not in self.answers:
+                response = await handler(request)
+                self.answers[scope] = (response.status, response.body, response.content_type)
+                return response
+        status, body, content_type = self.answers[scope]
+        return web.Response(status=status, body=body, content_type=content_type,
+                            headers={"Idempotent-Replayed": "true"})  # fmt: skip
+
+
 def patch() -> None:
     """Keep the store in memory, indexed by kind (see the module's docstring)."""
     resources.Store.dump_to_disk = lambda self: None
@@ -75,6 +105,7 @@ def patch() -> None:
     resources.Store.clear = _clear
     resources.StripeObject._api_list_all = _list_all
     _kinds(resources.store)
+    app.middlewares.insert(0, IdempotentReplay().middleware)  # outermost: it keeps error answers too
 
 
 def main(argv: list[str] | None = None) -> None:

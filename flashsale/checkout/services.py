@@ -30,7 +30,6 @@ from payments import services as payment_services
 from payments import tasks as payment_tasks
 from payments.errors import AuthorizationRequired, PaymentFailed, PaymentsBusy, PaymentsUnavailable, PurchaseInProgress
 from payments.models import Authorization, AuthorizationStatus
-from payments.services.authorizations import PLACING_STALE
 from payments.stripe_client import stripe_tokens_take
 from waitingroom import persistence
 from waitingroom import selectors as queue_selectors
@@ -141,7 +140,10 @@ def holds_place_due(*, drop: Drop, budget_seconds: float | None = None) -> Holds
     """
     budget = settings.HOLDS_RUN_SECONDS if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
-    lock = redis_client().lock(holds_lock_key(drop.pk), timeout=max(5, int(budget * 4)), blocking=False)
+    # The lock outlives a run by the one Stripe call that may still be on its way, and a margin: should
+    # the worker die mid-run, the next run starts once it expires.
+    ttl = math.ceil(budget + float(settings.STRIPE_TIMEOUT) + 5)
+    lock = redis_client().lock(holds_lock_key(drop.pk), timeout=ttl, blocking=False)
     if not lock.acquire():
         return HoldsRun()
     try:
@@ -149,7 +151,7 @@ def holds_place_due(*, drop: Drop, budget_seconds: float | None = None) -> Holds
             drop=drop,
             ahead=holds_ahead(drop=drop),
             most=HOLDS_MOST_PER_RUN,
-            stale_ms=int(PLACING_STALE.total_seconds() * 1000),
+            stale_ms=int(settings.HOLDS_PLACING_STALE_SECONDS * 1000),
         )
         run = HoldsRun(due=len(due.due))
         _holds_waiting_sync(drop=drop, run=run, waiting=[shopper for shopper, _ in due.waiting])

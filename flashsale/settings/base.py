@@ -6,7 +6,7 @@ Every value comes from the environment (django-environ) with a safe local defaul
 from pathlib import Path
 
 import environ
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -147,7 +147,7 @@ CELERY_BEAT_SCHEDULE = {
 # up to 20 s on the default queue) never delays them; the Procfile gives them their own worker. A worker
 # started without -Q serves every queue (tests, benches).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("ticks"), Queue("holds")]
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in ("celery", "ticks", "holds")]
 CELERY_TASK_ROUTES = {
     "flashsale.checkout.tasks.queue_tick_all": {"queue": "ticks"},
     "flashsale.checkout.tasks.queue_save_all": {"queue": "ticks"},
@@ -236,6 +236,9 @@ STRIPE_CAPTURE_RESERVE = env.int("STRIPE_CAPTURE_RESERVE", default=2)
 HOLDS_AHEAD_SECONDS = env.float("HOLDS_AHEAD_SECONDS", default=3.0)
 # One run of the hold scheduler places holds for at most this long (beat starts one every second).
 HOLDS_RUN_SECONDS = env.float("HOLDS_RUN_SECONDS", default=0.9)
+# A hold being placed for longer than this belongs to a placer that died: another run places it again,
+# with the same idempotency key (so Stripe answers as it did the first time). Above STRIPE_TIMEOUT.
+HOLDS_PLACING_STALE_SECONDS = env.float("HOLDS_PLACING_STALE_SECONDS", default=60.0)
 # Holds placed at once by one run (Stripe answers in a few hundred ms; the bucket sets the pace).
 HOLDS_CONCURRENCY = env.int("HOLDS_CONCURRENCY", default=8)
 # How long the client secret of a hold waiting for 3-D Secure is kept (cache) for the shopper's page.

@@ -31,12 +31,18 @@ from inventory.selectors import drop_state_get
 from ..errors import DropClosed, DropNotOpen, PaymentFailed, PaymentsBusy, PaymentsUnavailable
 from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
 from ..redis_keys import client_secret_key, shopper_lock_key
-from ..stripe_client import STRIPE_NETWORK_ERRORS, from_minor_units, stripe_client, stripe_tokens_take, to_minor_units
+from ..stripe_client import (
+    STRIPE_NETWORK_ERRORS,
+    from_minor_units,
+    idempotency_key,
+    stripe_client,
+    stripe_tokens_take,
+    to_minor_units,
+)
 
 logger = logging.getLogger(__name__)
 
 LOCK_SECONDS = 60
-PLACING_STALE = timedelta(seconds=60)  # a placing claim older than this belongs to a placer that died
 # What a PaymentIntent's status means for our authorization (other statuses change nothing).
 PI_STATUS = {
     "requires_action": AuthorizationStatus.REQUIRES_ACTION,
@@ -127,12 +133,13 @@ def authorization_schedule(*, drop: Drop, shopper, payment_method: str) -> Autho
 def authorization_placing_claim(*, authorization_id: int) -> Authorization | None:
     """Claim a scheduled hold for placing (a conditional UPDATE); None when another placer holds a fresh claim.
 
-    A claim older than ``PLACING_STALE`` is taken over: its placer died, and placing again with the
-    same idempotency key gets Stripe's first answer, so no hold is placed twice.
+    A claim older than ``HOLDS_PLACING_STALE_SECONDS`` is taken over: its placer died, and placing again
+    with the same idempotency key gets Stripe's first answer, so no hold is placed twice.
     """
     now = timezone.now()
+    stale = now - timedelta(seconds=settings.HOLDS_PLACING_STALE_SECONDS)
     claimed = Authorization.objects.filter(
-        Q(placing_since__isnull=True) | Q(placing_since__lt=now - PLACING_STALE),
+        Q(placing_since__isnull=True) | Q(placing_since__lt=stale),
         pk=authorization_id,
         status=AuthorizationStatus.SCHEDULED,
     ).update(placing_since=now)
@@ -161,12 +168,13 @@ def authorization_place(*, authorization: Authorization) -> Authorization:
                 "confirm": True,
                 "expand": ["payment_method"],
                 "metadata": {
+                    "authorization_id": str(authorization.pk),
                     "drop_id": str(drop.pk),
                     "shopper_id": str(authorization.shopper_id),
                     "attempt": str(authorization.attempt),
                 },
             },
-            options={"idempotency_key": f"hold:{authorization.pk}"},
+            options={"idempotency_key": idempotency_key("hold", authorization)},
         )
     except stripe.CardError as exc:
         error = (exc.json_body or {}).get("error") or {}
@@ -294,7 +302,7 @@ def authorization_capture(*, authorization: Authorization, order: Order) -> None
         intent = stripe_client().v1.payment_intents.capture(
             authorization.payment_intent_id,
             params={"amount_to_capture": to_minor_units(order.amount, order.currency)},
-            options={"idempotency_key": f"capture:{order.pk}"},
+            options={"idempotency_key": idempotency_key("capture", order)},
         )
     except (stripe.CardError, stripe.InvalidRequestError) as exc:
         logger.info("capture of order %s refused by Stripe: %s", order.pk, exc)

@@ -21,7 +21,7 @@ from inventory.selectors import drop_state_get, stock_get
 
 from ..errors import PaymentsBusy
 from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
-from ..stripe_client import stripe_client, stripe_tokens_take, to_minor_units
+from ..stripe_client import idempotency_key, stripe_client, stripe_tokens_take, to_minor_units
 from .authorizations import (
     LIVE_STATUSES,
     authorization_sync,
@@ -56,7 +56,9 @@ def authorization_cancel(*, authorization_id: int, reason: str = ABANDONED) -> b
     params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": reason}
     try:
         intent = stripe_client().v1.payment_intents.cancel(
-            authorization.payment_intent_id, params=params, options={"idempotency_key": f"cancel:{authorization.pk}"}
+            authorization.payment_intent_id,
+            params=params,
+            options={"idempotency_key": idempotency_key("cancel", authorization)},
         )
     except stripe.InvalidRequestError as exc:
         # Not cancelable any more (captured or canceled elsewhere): read what it became.
@@ -82,7 +84,9 @@ def authorization_void(*, authorization_id: int, reason: str) -> str:
     params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": ABANDONED}
     try:
         intent = stripe_client().v1.payment_intents.cancel(
-            authorization.payment_intent_id, params=params, options={"idempotency_key": f"cancel:{authorization.pk}"}
+            authorization.payment_intent_id,
+            params=params,
+            options={"idempotency_key": idempotency_key("cancel", authorization)},
         )
     except stripe.InvalidRequestError as exc:
         logger.info("void of authorization %s (%s) refused: %s", authorization.pk, reason, exc)
@@ -190,7 +194,7 @@ def authorization_reconcile_after_capture(*, authorization_id: int, order_id: in
             intent = stripe_client().v1.payment_intents.cancel(
                 authorization.payment_intent_id,
                 params=params,
-                options={"idempotency_key": f"cancel:{authorization.pk}"},
+                options={"idempotency_key": idempotency_key("cancel", authorization)},
             )
         except stripe.InvalidRequestError:
             stripe_tokens_take(background=True)  # the late capture won the race: read it, then refund below
@@ -206,7 +210,7 @@ def authorization_reconcile_after_capture(*, authorization_id: int, order_id: in
         stripe_client().v1.refunds.create(
             params={"payment_intent": authorization.payment_intent_id,
                     "amount": to_minor_units(order.amount, order.currency)},
-            options={"idempotency_key": f"refund:stray:{order.pk}"},
+            options={"idempotency_key": idempotency_key("refund:stray", order)},
         )  # fmt: skip
         logger.warning("refunded payment intent %s captured for failed order %s", intent.id, order.pk)
         return "refunded"

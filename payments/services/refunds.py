@@ -12,7 +12,14 @@ from inventory.models import Order, OrderStatus
 
 from ..errors import NotRefundable, PaymentsUnavailable
 from ..models import Authorization, AuthorizationStatus, Refund
-from ..stripe_client import STRIPE_NETWORK_ERRORS, from_minor_units, stripe_client, stripe_tokens_take, to_minor_units
+from ..stripe_client import (
+    STRIPE_NETWORK_ERRORS,
+    from_minor_units,
+    idempotency_key,
+    stripe_client,
+    stripe_tokens_take,
+    to_minor_units,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ def order_refund(*, order: Order) -> Refund:
                 "payment_intent": authorization.payment_intent_id,
                 "amount": to_minor_units(order.amount, order.currency),
             },
-            options={"idempotency_key": f"refund:{order.pk}"},
+            options={"idempotency_key": idempotency_key("refund", order)},
         )
     except (*STRIPE_NETWORK_ERRORS, stripe.APIError) as exc:
         logger.warning("refund of order %s did not answer: %s", order.pk, exc)

@@ -9,7 +9,7 @@ from inventory import selectors as inventory_selectors
 from inventory.models import Order, OrderStatus
 from payments.models import Authorization, AuthorizationStatus
 from payments.services import cancellations
-from payments.stripe_client import stripe_client
+from payments.stripe_client import idempotency_key, stripe_client
 from tests.factories import UserFactory
 from tests.payments.conftest import admit, authorize, hold, post_json
 
@@ -78,8 +78,8 @@ def test_a_capture_that_times_out_fails_clearly_and_the_hold_is_reconciled(strip
     # the late capture then finds nothing to take, so the shopper is never charged for a failed order.
     intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
     assert intent.status == "canceled"
-    assert stripe_proxy.keys_for("/capture") == [f"capture:{order.pk}"]
-    assert stripe_proxy.keys_for("/cancel") == [f"cancel:{authorization.pk}"]
+    assert stripe_proxy.keys_for("/capture") == [idempotency_key("capture", order)]
+    assert stripe_proxy.keys_for("/cancel") == [idempotency_key("cancel", authorization)]
     assert Authorization.objects.get(pk=authorization.pk).status == AuthorizationStatus.CANCELED
 
 
@@ -98,5 +98,5 @@ def test_a_cancel_that_timed_out_is_retried_with_the_same_key(stripe_proxy, make
     stripe_proxy.mode = "up"
     cancellations.authorization_cancel(authorization_id=authorization.pk)
     assert Authorization.objects.get(pk=authorization.pk).status == AuthorizationStatus.CANCELED
-    key = f"cancel:{authorization.pk}"
+    key = idempotency_key("cancel", authorization)
     assert stripe_proxy.keys_for("/cancel") == [key, key]

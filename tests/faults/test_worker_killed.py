@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,80 @@ def test_a_worker_killed_in_the_cancellation_pipeline_cancels_nothing_twice_and_
     for authorization in Authorization.objects.filter(drop=drop):
         intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
         assert intent.status == "canceled"
+
+
+def test_a_worker_killed_while_placing_holds_places_none_twice_and_loses_none(
+    tmp_path, redis_prefix, stripe_proxy, localstripe
+):
+    from celery import Celery
+    from django.test import Client
+
+    from payments.models import Authorization, AuthorizationStatus
+    from payments.stripe_client import idempotency_key, stripe_client
+    from tests.factories import UserFactory
+    from tests.payments.conftest import authorize
+
+    # Given twelve shoppers in line with their cards given, and Stripe answering each hold a second late
+    drop = DropFactory(quantity=50, admission_rate=10, max_accounts_per_card=100)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    for _ in range(12):
+        client = Client()
+        client.force_login(UserFactory())
+        assert authorize(client, drop).status_code == 202
+        services.ticket_issue(drop=drop, shopper_id=int(client.session["_auth_user_id"]))
+    stripe_proxy.mode, stripe_proxy.delay, stripe_proxy.slow_paths = "slow", 1.0, ("/v1/payment_intents",)
+    env = {
+        "STRIPE_API_BASE": stripe_proxy.url, "STRIPE_SECRET_KEY": "sk_test_localstripe", "STRIPE_LOCALSTRIPE": "1",
+        "HOLDS_RUN_SECONDS": "3", "HOLDS_PLACING_STALE_SECONDS": "3", "STRIPE_TIMEOUT": "2",
+    }  # fmt: skip
+    sender = Celery(broker=settings.REDIS_URL, set_as_current=False)
+    sender.conf.broker_transport_options = {"global_keyprefix": f"{redis_prefix}:celery:"}
+
+    def placed() -> int:
+        return Authorization.objects.filter(drop=drop, status=AuthorizationStatus.AUTHORIZED).count()
+
+    def beat_until(predicate, seconds: float) -> bool:
+        """Send the scheduler's task every second, as beat does, until ``predicate`` holds."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sender.send_task("flashsale.checkout.tasks.holds_place_all", queue="holds")
+            if wait_until(predicate, 1):
+                return True
+        return False
+
+    # When the worker placing them is killed while a hold's call is on its way to Stripe
+    worker = start_celery(tmp_path, redis_prefix, name="holds-first", extra_env=env, beat=False)
+    try:
+        assert beat_until(lambda: placed() >= 3, 30), (tmp_path / "holds-first.log").read_text()
+        assert wait_until(lambda: len(stripe_proxy.keys_for("/v1/payment_intents")) > placed(), 5)
+        kill_group(worker)  # the next hold's request is in flight: sent, not yet answered
+    finally:
+        kill_group(worker)
+    assert placed() < 12
+
+    # Then another worker finishes the work, taking over the dead run's claim once it is stale
+    worker = start_celery(tmp_path, redis_prefix, name="holds-second", extra_env=env, beat=False)
+    try:
+        assert beat_until(lambda: placed() == 12, 90), (tmp_path / "holds-second.log").read_text()
+    finally:
+        kill_group(worker, signal.SIGTERM)
+
+    # Every hold was placed once: at most the call the kill cut short was sent again, with the same key,
+    # and Stripe answered it with the same PaymentIntent
+    holds = list(Authorization.objects.filter(drop=drop))
+    keys = stripe_proxy.keys_for("/v1/payment_intents")
+    assert set(keys) == {idempotency_key("hold", authorization) for authorization in holds}
+    repeats = [key for key in set(keys) if keys.count(key) > 1]
+    assert len(repeats) <= 1
+    assert all(keys.count(key) == 2 for key in repeats)
+    intents = [pi for pi in stripe_client().v1.payment_intents.list(params={"limit": 1_000_000}).data
+               if pi.metadata.to_dict().get("drop_id") == str(drop.pk)]  # fmt: skip
+    assert sorted(pi.id for pi in intents if pi.id in {a.payment_intent_id for a in holds}) == sorted(
+        a.payment_intent_id for a in holds
+    )
+    assert len({a.payment_intent_id for a in holds}) == 12
+    ours = {str(a.pk) for a in holds}
+    per_hold = Counter(pi.metadata.to_dict().get("authorization_id") for pi in intents
+                       if pi.created >= int(drop.created_at.timestamp()))  # fmt: skip
+    assert {key: n for key, n in per_hold.items() if key in ours} == dict.fromkeys(ours, 1)  # no second hold
