@@ -409,6 +409,19 @@ def rows_build(report: dict) -> list[tuple[str, str]]:
             ),
         ),
         (
+            "Placed after arrival (queue entry or sold-out answer) p50 / p99 / max",
+            "{p50} / {p99} / {max} ms ({count:,} shoppers)".format(**report["placed_after_arrival_ms"])
+            if "placed_after_arrival_ms" in report
+            else "not measured",
+        ),
+        (
+            "Stripe calls (holds, captures, cancels, voids) / shoppers admitted",
+            "{total:,} ({holds_placed:,}, {captures:,}, {cancels:,}, {voids:,}) / {admitted:,}; holding every card "
+            "at once would have cost {card_held_at_once_design:,}".format(**report["stripe_calls"])
+            if "stripe_calls" in report
+            else "not measured",
+        ),
+        (
             "5xx responses",
             f"**{report['server_errors_5xx']}**"
             + (f" ({_codes(report['server_errors'])})" if report["server_errors"] else ""),

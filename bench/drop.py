@@ -75,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cap-multiple", type=int, default=10, help="the drop's cap on unfinished admissions")
     p.add_argument("--checkout-window", type=int, default=120)
     p.add_argument("--arrival", choices=("burst", "prequeue"), default="prequeue")
+    p.add_argument("--burst", type=float, default=1.0, help="seconds over which a burst arrives (burst arrival)")
+    p.add_argument(
+        "--stripe-rate", type=int, default=1000,
+        help="STRIPE_RATE_LIMIT of the stack (25 is Stripe's default; localstripe itself has no limit)",
+    )  # fmt: skip
     p.add_argument("--prequeue", type=float, default=900.0, help="seconds of the pre-queue (prequeue arrival)")
     p.add_argument("--bots", type=float, default=0.01)
     p.add_argument("--declined", type=float, default=0.01)
@@ -106,7 +111,7 @@ def healthz_baseline(url: str, seconds: int = 5) -> str:
 
 
 def server_pids(stack: Stack) -> dict[str, int]:
-    pids = {name: stack.services[name].proc.pid for name in ("web", "worker", "beat", "localstripe")}
+    pids = {name: stack.services[name].proc.pid for name in ("web", "worker", "ticker", "beat", "localstripe")}
     pids["redis"] = stack.redis.proc.pid
     return pids
 
@@ -165,6 +170,7 @@ def simulate(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict:
         sys.executable, "manage.py", "simulate_drop", "--url", stack.web_url, "--shoppers", str(args.shoppers),
         "--units", str(args.units), "--rate", str(args.rate), "--cap-multiple", str(args.cap_multiple),
         "--checkout-window", str(args.checkout_window), "--arrival", args.arrival, "--prequeue", str(args.prequeue),
+        "--burst", str(args.burst),
         "--bots", str(args.bots), "--declined", str(args.declined), "--no-buy", str(args.no_buy),
         "--concurrency", str(args.concurrency), "--sockets", str(args.sockets), "--forwarded-for",
         "--seed", str(args.seed), "--prefix", "full", "--slug", slug, "--timeout", str(int(args.timeout)),
@@ -235,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     log_dir = Path(tempfile.mkdtemp(prefix="flashsale-drop-"))
-    stack = Stack(log_dir=log_dir, database=Database(args.database), web_workers=args.web_workers, stripe_proxy=False)
+    stack = Stack(
+        log_dir=log_dir, database=Database(args.database), web_workers=args.web_workers, stripe_proxy=False,
+        stripe_rate_limit=args.stripe_rate,
+    )  # fmt: skip
     env_extra = {"TRUSTED_PROXY_COUNT": "1", "RATELIMIT_ENABLE": "1"}
     original_env = stack.env
     stack.env = lambda: {**original_env(), **env_extra}  # rate limits on, one address per shopper

@@ -328,7 +328,14 @@ class Stack:
         self.services["worker"] = Service(
             "worker",
             [py, "-m", "celery", "-A", "flashsale", "worker", "--loglevel", "WARNING", "--concurrency",
-             str(self.celery_concurrency), "-n", f"chaos-{os.getpid()}@%h"],
+             str(self.celery_concurrency), "-Q", "celery", "-n", f"chaos-{os.getpid()}@%h"],
+            env, self.log_dir,
+        )  # fmt: skip
+        # As the Procfile: admission ticks and the hold scheduler on a worker of their own.
+        self.services["ticker"] = Service(
+            "ticker",
+            [py, "-m", "celery", "-A", "flashsale", "worker", "--loglevel", "WARNING", "--concurrency", "2",
+             "-Q", "ticks,holds", "-n", f"ticker-{os.getpid()}@%h"],
             env, self.log_dir,
         )  # fmt: skip
         self.services["beat"] = Service(
@@ -337,7 +344,7 @@ class Stack:
              str(self.log_dir / "celerybeat-schedule")],
             env, self.log_dir,
         )  # fmt: skip
-        for name in ("web", "worker", "beat"):
+        for name in ("web", "worker", "ticker", "beat"):
             self.services[name].start()
         self.wait_http("/healthz")
         say(f"uvicorn on {self.web_port}, Celery worker (concurrency {self.celery_concurrency}) and beat")
@@ -366,7 +373,7 @@ class Stack:
         return names + ([] if self.redis.running else ["redis"])
 
     def stop(self) -> None:
-        for name in ("web", "worker", "beat", "localstripe"):
+        for name in ("web", "worker", "ticker", "beat", "localstripe"):
             service = self.services.get(name)
             if service is not None:
                 with contextlib.suppress(Exception):

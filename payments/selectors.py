@@ -17,6 +17,21 @@ def authorization_counts(*, drop_id: int) -> dict[str, int]:
     return {status.value: counts.get(status.value, 0) for status in AuthorizationStatus}
 
 
+def stripe_calls_get(*, drop_id: int) -> dict[str, int]:
+    """The Stripe calls a drop's cards cost, from their records: holds placed, captured, canceled or voided at
+    Stripe (a card released before its hold was placed cost none)."""
+    placed = Authorization.objects.filter(drop_id=drop_id, payment_intent_id__isnull=False)
+    counts = {
+        "cards": Authorization.objects.filter(drop_id=drop_id).count(),
+        "holds_placed": placed.count(),
+        "captures": placed.filter(status=AuthorizationStatus.CAPTURED).count(),
+        "cancels": placed.filter(status=AuthorizationStatus.CANCELED).count(),
+        "voids": placed.filter(status=AuthorizationStatus.FAILED, failure_code="card_limit").count(),
+    }
+    counts["total"] = counts["holds_placed"] + counts["captures"] + counts["cancels"] + counts["voids"]
+    return counts
+
+
 def authorization_latest_get(*, drop_id: int, shopper_id: int) -> Authorization | None:
     """Return the shopper's most recent authorization for the drop, whatever its status."""
     return Authorization.objects.filter(drop_id=drop_id, shopper_id=shopper_id).order_by("-attempt").first()

@@ -38,7 +38,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = ("web", "worker", "beat", "stripe")
+PROCESSES = ("web", "worker", "ticker", "beat", "stripe")
 # What honcho or a Python process prints when something died.
 CRASHED = re.compile(r"exited with code|Traceback \(most recent call last\)|ModuleNotFoundError|ImportError|"
                      r"Address already in use|CRITICAL")  # fmt: skip

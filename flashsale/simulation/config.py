@@ -43,6 +43,7 @@ class SimulationConfig:
     units: int = 1_000
     arrival: str = "burst"
     prequeue_seconds: float = 30.0
+    burst_seconds: float = 1.0  # with arrival "burst": everyone arrives within this many seconds of the start
     bots: float = 0.0
     declined: float = 0.0
     no_buy: float = 0.0
@@ -79,6 +80,8 @@ class SimulationConfig:
             raise ValueError("--concurrency, --rate and --cap-multiple must be at least 1, --checkout-window 10")
         if self.timeout <= 0:
             raise ValueError("--timeout must be positive")
+        if self.burst_seconds <= 0:
+            raise ValueError("--burst must be positive")
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def shoppers_plan(config: SimulationConfig) -> list[ShopperPlan]:
     roles = [Role.BOT] * bots + [Role.DECLINED] * declined + [Role.NO_BUY] * no_buy
     roles += [Role.BUYER] * (n - len(roles))
     rng.shuffle(roles)
-    window = 1.0 if config.arrival == "burst" else config.prequeue_seconds
+    window = config.burst_seconds if config.arrival == "burst" else config.prequeue_seconds
     plans, humans, scripts = [], 0, 0
     for index, role in enumerate(roles):
         arrives_at = rng.uniform(0, window)

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from inventory.models import Drop
 from inventory.selectors import orders_by_status, stock_agrees, stock_get
-from payments.selectors import authorization_counts
+from payments.selectors import authorization_counts, stripe_calls_get
 from waitingroom.selectors import bot_stats_get
 
 from .beat import Sample
@@ -134,6 +134,16 @@ def report_build(
         "authorizations": authorizations,
         "authorizations_open": sum(authorizations.get(status, 0) for status in OPEN_AUTHORIZATIONS),
         "join_latency_ms": _spread_ms(joins),
+        # From arrival to a place in the queue or the sold-out answer (sign-in, card, proof-of-work, join).
+        "placed_after_arrival_ms": {**_spread_ms(stats.placed_after), "count": len(stats.placed_after)},
+        "stripe_calls": {
+            **stripe_calls_get(drop_id=drop.pk),
+            "admitted": stats.steps["admitted"],
+            # Before holds were placed in queue order, every card was held when given (customer, attach,
+            # PaymentIntent) and every loser's hold canceled: what this run would have cost then.
+            "card_held_at_once_design": 3 * authorizations_cards(authorizations)
+            + max(0, authorizations_cards(authorizations) - authorizations.get("captured", 0)),
+        },
         "joins": {
             "attempted": stats.joins_attempted,
             "answered": stats.joins_answered,
@@ -172,6 +182,11 @@ def report_build(
     return report
 
 
+def authorizations_cards(authorizations: dict[str, int]) -> int:
+    """Shoppers' cards given (one authorization each; a new card after a decline is another)."""
+    return sum(authorizations.values())
+
+
 def _spread_ms(seconds: list[float]) -> dict:
     return {
         "p50": _ms(percentile(seconds, 50)),
@@ -208,6 +223,18 @@ def report_format(report: dict) -> str:
             f"p50 {_milliseconds(report['join_latency_ms']['p50'])}, "
             f"p99 {_milliseconds(report['join_latency_ms']['p99'])} "
             f"({joins['answered']:,} of {joins['attempted']:,} joins answered)",
+        ),
+        (
+            "placed after arrival",
+            "p50 {p50}, p99 {p99}, max {max} ({count:,} shoppers placed or told sold out)".format(
+                **{k: (v if k == "count" else _milliseconds(v)) for k, v in report["placed_after_arrival_ms"].items()}
+            ),
+        ),
+        (
+            "Stripe calls",
+            "{total:,} (holds {holds_placed:,}, captures {captures:,}, cancels {cancels:,}, voids {voids:,}) for "
+            "{admitted:,} shoppers admitted and {cards:,} cards given; holding every card at once: "
+            "{card_held_at_once_design:,}".format(**report["stripe_calls"]),
         ),
         ("5xx responses", _flag(report["server_errors_5xx"], good=report["server_errors_5xx"] == 0)),
         ("unanswered requests", sum(report["unanswered_requests"].values())),

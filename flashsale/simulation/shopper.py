@@ -121,9 +121,11 @@ class Shopper:
                 await session.close()
 
     async def _journey(self) -> str:
+        self.arrived = time.monotonic()
         await self._sign_in()
         await self._authorize()
         entry = await self._join()
+        self.stats.placed_after.append(time.monotonic() - self.arrived)
         entry = await self._wait_until_decided(entry)
         if entry["status"] == "payment_required":
             return "declined"
@@ -157,6 +159,8 @@ class Shopper:
             return  # the card is kept; its hold is placed in queue order
         if status in (200, 201) and body.get("status") == "requires_action":
             raise JourneyOver("requires_action")
+        if _code(body) == "drop_closed":
+            self.stats.placed_after.append(time.monotonic() - self.arrived)  # the sold-out answer
         raise JourneyOver({"card_declined": "declined", "drop_closed": "sold_out"}.get(_code(body), _outcome(body)))
 
     async def _join(self) -> dict:
@@ -173,6 +177,8 @@ class Shopper:
             if status in (200, 201):
                 self.stats.steps["joined"] += 1
                 return entry
+            if _code(entry) == "sold_out":
+                self.stats.placed_after.append(time.monotonic() - self.arrived)  # the sold-out answer
             if _code(entry) not in ("pow_invalid", "pow_replayed"):
                 break
         raise JourneyOver({"bot_suspected": "refused_as_bot"}.get(_code(entry), _outcome(entry)))

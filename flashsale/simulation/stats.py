@@ -28,6 +28,8 @@ class ShopperStats:
     steps: Counter = field(default_factory=Counter)  # progress: arrived, signed_in, joined, admitted, bought
     sockets: Counter = field(default_factory=Counter)  # opened, dropped, refused, polls, no_slot
     loop_lag: list[float] = field(default_factory=list)  # seconds the simulation's event loop woke late
+    # seconds from a shopper's arrival to their place in the queue (or the sold-out answer)
+    placed_after: list[float] = field(default_factory=list)
     joins_attempted: int = 0
     joins_answered: int = 0
     paid_units: int = 0  # units in orders the API answered as paid

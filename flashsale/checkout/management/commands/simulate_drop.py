@@ -18,11 +18,15 @@ orders, holds, authorizations, join latency, errors by code, admission rate, tim
 database vs Redis) and exits 1 if a unit was oversold, a 5xx came back or a request got no answer.
 
 This command runs in the server's environment (same DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY):
-it schedules the drop, creates the shoppers and reads the figures itself. Start the server with
-  RATELIMIT_ENABLE=0     every shopper comes from this one address (or use --forwarded-for)
-  STRIPE_RATE_LIMIT=1000 localstripe has no rate limit; the default 25/s is real Stripe's
+it schedules the drop, creates the shoppers and reads the figures itself. Against `make run` as it
+comes it simulates up to 60 shoppers (the per-address rate limits; it refuses more, saying so).
+For larger runs, start the server (and run this command) with
+  RATELIMIT_ENABLE=0     every shopper comes from this one address (or use --forwarded-for behind
+                         TRUSTED_PROXY_COUNT=1)
   POW_COST=50            the proof-of-work is the shoppers' CPU, here all on this machine
-Without Celery beat and a worker next to the server, pass --tick-locally.
+  STRIPE_RATE_LIMIT=N    card holds and captures go at the Stripe rate (default 25/s, Stripe's own);
+                         a larger N is what a shop with a raised Stripe limit gets
+Without Celery beat and workers next to the server, pass --tick-locally.
 """
 
 
@@ -44,6 +48,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prequeue", dest="prequeue_seconds", type=float, default=30.0, help="seconds of the pre-queue window"
         )
+        parser.add_argument(
+            "--burst", dest="burst_seconds", type=float, default=1.0,
+            help="with --arrival burst: everyone arrives within this many seconds of the start",
+        )  # fmt: skip
         parser.add_argument("--bots", type=float, default=0.0, help="share of scripted bots (0.0-1.0)")
         parser.add_argument("--declined", type=float, default=0.0, help="share of shoppers whose card is declined")
         parser.add_argument("--no-buy", type=float, default=0.0, help="share of shoppers who never buy")
