@@ -20,12 +20,12 @@ class DropConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self._refuse(4401)
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
         if drop is None:
-            await self.close(code=4404)
+            await self._refuse(4404)
             return
         self.drop, self.drop_id, self.shopper_id = drop, drop.pk, user.pk
         await self.accept()
@@ -34,6 +34,12 @@ class DropConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(frame))
         if entry is not None:
             await self.send(text_data=json.dumps({"type": "entry", **entry.as_dict()}))
+
+    async def _refuse(self, code: int) -> None:
+        """Accept, then close with ``code``: a close before the handshake reaches a browser as an HTTP 403,
+        and the page could not tell "signed out" (4401) or "no such drop" (4404) from a network failure."""
+        await self.accept()
+        await self.close(code=code)
 
     def _first_frames(self):
         return (

@@ -123,7 +123,8 @@ async def test_many_sockets_of_one_shopper_are_all_removed_on_close():
 async def test_a_forged_or_foreign_connection_is_refused():
     await sync_to_async(_setup)(1)
     forged = _socket("not-a-session-key")
-    assert await forged.connect() == (False, 4401)
+    assert (await forged.connect())[0]
+    assert await forged.receive_output() == {"type": "websocket.close", "code": 4401}
     await forged.disconnect()
     _drop, (session,) = await sync_to_async(_setup_again)()
     cross_site = _socket(session, origin=b"https://evil.example")
