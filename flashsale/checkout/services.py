@@ -41,6 +41,7 @@ from .redis_keys import holds_lock_key
 logger = logging.getLogger(__name__)
 
 EXPIRED_RELEASE_BATCH = 500  # shoppers per release task (one query for their holds)
+NO_CARD = ""  # the hold scheduler's word for a shopper whose card is gone
 HOLDS_MOST_PER_RUN = 2_000
 
 
@@ -117,6 +118,7 @@ class HoldsRun:
     failed: int = 0
     wait_ms: int = 0  # the bucket was empty: when a token is due
     states: dict[int, str] = field(default_factory=dict)
+    released: list[int] = field(default_factory=list)  # shoppers with no card any more (the queue passes them)
 
 
 def holds_ahead(*, drop: Drop) -> int:
@@ -157,6 +159,7 @@ def holds_place_due(*, drop: Drop, budget_seconds: float | None = None) -> Holds
         _holds_waiting_sync(drop=drop, run=run, waiting=[shopper for shopper, _ in due.waiting])
         _holds_place(drop=drop, run=run, shoppers=[shopper for shopper, _ in due.due], deadline=deadline)
         queue_services.hold_states_set(drop=drop, states=run.states)
+        queue_services.hold_card_released(drop_id=drop.pk, shopper_ids=run.released)
         return run
     finally:
         try:
@@ -196,7 +199,9 @@ def _holds_place(*, drop: Drop, run: HoldsRun, shoppers: list[int], deadline: fl
             except PaymentsUnavailable:
                 stop.set()  # Stripe did not answer: the next run places it again (same key)
                 return
-            if state is not None:
+            if state == NO_CARD:
+                run.released.append(shopper_id)
+            elif state is not None:
                 run.states[shopper_id] = state
                 if HoldState.failure(state) is None:
                     run.placed += 1
@@ -220,11 +225,13 @@ def _holds_place(*, drop: Drop, run: HoldsRun, shoppers: list[int], deadline: fl
 
 
 def _hold_place(*, drop: Drop, shopper_id: int) -> str | None:
-    """Place one shopper's hold; return the queue's new view of it (None: nothing to change now)."""
+    """Place one shopper's hold; return the queue's new view of it (None: nothing to change now; ``NO_CARD``:
+    the shopper has no card any more, so the queue must not wait for one)."""
     authorization = payment_services.authorization_open_get(drop_id=drop.pk, shopper_id=shopper_id)
     if authorization is None:
         latest = payment_selectors.authorization_latest_get(drop_id=drop.pk, shopper_id=shopper_id)
-        return hold_state_of(latest) if latest is not None else None
+        state = hold_state_of(latest) if latest is not None else None
+        return NO_CARD if state is None else state
     if authorization.status != AuthorizationStatus.SCHEDULED:
         return hold_state_of(authorization)  # placed already (the queue's view was behind)
     stripe_tokens_take(background=True)

@@ -214,3 +214,19 @@ def test_the_herd_at_the_start_all_get_places_at_once_with_no_503(transactional_
     assert redis.hlen(queue_keys(drop.pk).entries) == 120
     assert len(stripe_client().v1.payment_intents.list(params={"limit": 1_000_000}).data) == before
     assert set(Authorization.objects.filter(drop=drop).values_list("status", flat=True)) == {"scheduled"}
+
+
+def test_a_shopper_whose_card_is_gone_does_not_hold_the_line(make_drop, login, redis):
+    # Given two shoppers in line; the first one's card was let go before its hold was placed
+    drop = make_drop(max_accounts_per_card=10)
+    first, second = in_line(drop, login, 2)
+    Authorization.objects.filter(shopper=first.shopper).update(status="canceled", cancellation_reason="released")
+
+    # When the scheduler runs and admission ticks
+    place(drop)
+    queue_services.queue_admit_batch(drop=drop, now_ms=NOW, publish=False)
+    tick = queue_services.queue_admit_batch(drop=drop, now_ms=NOW + 1000, publish=False)
+
+    # Then the first passes (nothing to wait for) and the second is admitted
+    assert redis.hget(queue_keys(drop.pk).holds, first.shopper.pk) is None
+    assert (tick.expired, tick.admitted) == ([first.shopper.pk], [second.shopper.pk])
