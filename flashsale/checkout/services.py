@@ -157,8 +157,8 @@ def holds_place_due(*, drop: Drop, budget_seconds: float | None = None) -> Holds
         )
         run = HoldsRun(due=len(due.due))
         _holds_waiting_sync(drop=drop, run=run, waiting=[shopper for shopper, _ in due.waiting])
+        queue_services.hold_states_set(drop=drop, states=run.states)  # the waiting ones that fixed their payment
         _holds_place(drop=drop, run=run, shoppers=[shopper for shopper, _ in due.due], deadline=deadline)
-        queue_services.hold_states_set(drop=drop, states=run.states)
         queue_services.hold_card_released(drop_id=drop.pk, shopper_ids=run.released)
         return run
     finally:
@@ -172,41 +172,54 @@ def _holds_waiting_sync(*, drop: Drop, run: HoldsRun, waiting: list[int]) -> Non
     """Shoppers whose payment was required may have fixed it elsewhere (3-D Secure done, a webhook)."""
     if not waiting:
         return
-    for authorization in Authorization.objects.filter(drop=drop, shopper_id__in=waiting).order_by("attempt"):
+    latest = {
+        a.shopper_id: a for a in Authorization.objects.filter(drop=drop, shopper_id__in=waiting).order_by("attempt")
+    }
+    for shopper_id, authorization in latest.items():
         state = hold_state_of(authorization)
         if state is not None and HoldState.failure(state) is None:
-            run.states[authorization.shopper_id] = state
+            run.states[shopper_id] = state
 
 
 def _holds_place(*, drop: Drop, run: HoldsRun, shoppers: list[int], deadline: float) -> None:
-    """Place holds for ``shoppers`` in order, ``HOLDS_CONCURRENCY`` at a time, until the time or tokens run out."""
+    """Place holds for ``shoppers`` in order, ``HOLDS_CONCURRENCY`` at a time, until the time runs out.
+
+    The Stripe bucket refills continuously: a worker that finds it empty waits for its next token (the
+    wait the bucket names, bounded by the run's time budget; this runs on the ``holds`` queue's own
+    worker, never in a request) and tries the same shopper again. Each hold's state reaches the queue as
+    soon as it is known, so admission does not wait for the run to end.
+    """
     order: Iterator[int] = iter(shoppers)
     turn = threading.Lock()
     stop = threading.Event()
 
     def worker() -> None:
+        shopper_id = None
         while not stop.is_set() and time.monotonic() < deadline:
-            with turn:
-                shopper_id = next(order, None)
             if shopper_id is None:
-                return
+                with turn:
+                    shopper_id = next(order, None)
+                if shopper_id is None:
+                    return
             try:
                 state = _hold_place(drop=drop, shopper_id=shopper_id)
             except PaymentsBusy as busy:
                 run.wait_ms = busy.wait_ms
-                stop.set()
-                return
+                stop.wait(min(busy.wait_ms / 1000, max(0.0, deadline - time.monotonic())))
+                continue
             except PaymentsUnavailable:
                 stop.set()  # Stripe did not answer: the next run places it again (same key)
                 return
             if state == NO_CARD:
                 run.released.append(shopper_id)
             elif state is not None:
+                queue_services.hold_states_set(drop=drop, states={shopper_id: state})
                 run.states[shopper_id] = state
                 if HoldState.failure(state) is None:
                     run.placed += 1
                 else:
                     run.failed += 1
+            shopper_id = None
 
     workers = max(1, int(settings.HOLDS_CONCURRENCY))
     if workers == 1:
