@@ -17,6 +17,7 @@ from django.contrib.auth import SESSION_KEY
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,18 @@ def error_response(status: int, code: str, message: str, *, headers: dict[str, s
     response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
+    if status == 503 and "Retry-After" in response:
+        # Expected back-pressure (the client retries after the header): counted and logged at INFO, not
+        # Django's ERROR line per request, which buried the real errors of an outage under thousands.
+        BACKPRESSURE.labels(code).inc()
+        logger.info("answered 503 %s (retry after %s s)", code, response["Retry-After"])
+        response._has_been_logged = True
     return response
+
+
+BACKPRESSURE = Counter(
+    "flashsale_backpressure_total", "503 answers with Retry-After (expected back-pressure), by code.", ["code"]
+)
 
 
 def invalid(message: str) -> ApiError:

@@ -9,6 +9,7 @@ scheduler, cancellations) continues later, and a purchase answers ``503 payments
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from functools import lru_cache
 
@@ -64,6 +65,26 @@ def bucket_shape() -> tuple[float, int]:
     rate = int(settings.STRIPE_RATE_LIMIT)
     capacity = max(1, min(int(settings.STRIPE_RATE_BURST), rate - 1))
     return float(rate - capacity), capacity
+
+
+def stripe_token_await(*, seconds: float) -> None:
+    """Take one token for a shopper's call (a capture), waiting up to ``seconds`` for it; else ``PaymentsBusy``.
+
+    Admission follows the pace at which holds are placed, so captures come at most at that pace; but
+    admitted shoppers press Buy together (one tick admits a second's worth), a burst above the bucket's
+    size. They wait the few tens of milliseconds the bucket names for their turn instead of being told
+    503: the wait is bounded, and only the purchase path (a request thread, never the event loop) does it.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            stripe_tokens_take(count=1)
+            return
+        except PaymentsBusy as busy:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            time.sleep(min(busy.wait_ms / 1000, left))
 
 
 def stripe_tokens_take(*, count: int = 1, background: bool = False) -> None:

@@ -30,7 +30,7 @@ from payments import services as payment_services
 from payments import tasks as payment_tasks
 from payments.errors import AuthorizationRequired, PaymentFailed, PaymentsBusy, PaymentsUnavailable, PurchaseInProgress
 from payments.models import Authorization, AuthorizationStatus
-from payments.stripe_client import stripe_tokens_take
+from payments.stripe_client import stripe_token_await, stripe_tokens_take
 from waitingroom import persistence
 from waitingroom import selectors as queue_selectors
 from waitingroom import services as queue_services
@@ -356,8 +356,8 @@ def purchase_make(*, drop: Drop, shopper, quantity: int = 1, idempotency_key: st
             if failed is not None:
                 return PurchaseOutcome(failed, created=False)  # the capture failed and the hold is gone
             raise AuthorizationRequired
-        # The capture's token first: a busy pipeline refuses before any unit is taken.
-        stripe_tokens_take(count=1)
+        # The capture's token first (waiting briefly for its turn): a busy pipeline refuses before any unit is taken.
+        stripe_token_await(seconds=settings.STRIPE_CAPTURE_WAIT_SECONDS)
         claim = inventory_services.unit_claim(drop=drop, shopper_id=shopper.pk, quantity=quantity)
         order = inventory_services.order_reserve(claim=claim, shopper=shopper, idempotency_key=idempotency_key)
         try:

@@ -229,6 +229,8 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 # Token bucket: at most STRIPE_RATE_LIMIT calls in any one second, bursts of STRIPE_RATE_BURST (an
 # authorization takes up to 3 tokens at once, so the burst is at least 3).
 STRIPE_RATE_BURST = env.int("STRIPE_RATE_BURST", default=max(3, STRIPE_RATE_LIMIT // 10))
+# How long a purchase waits for its capture's token when admitted shoppers press Buy together (then 503).
+STRIPE_CAPTURE_WAIT_SECONDS = env.float("STRIPE_CAPTURE_WAIT_SECONDS", default=5.0)
 # Tokens of the bucket that background work (placing holds, cancellations) leaves for shoppers' captures.
 STRIPE_CAPTURE_RESERVE = env.int("STRIPE_CAPTURE_RESERVE", default=2)
 # The hold scheduler places holds for the tickets this many seconds of admission ahead of serving (at the

@@ -230,3 +230,19 @@ def test_a_shopper_whose_card_is_gone_does_not_hold_the_line(make_drop, login, r
     # Then the first passes (nothing to wait for) and the second is admitted
     assert redis.hget(queue_keys(drop.pk).holds, first.shopper.pk) is None
     assert (tick.expired, tick.admitted) == ([first.shopper.pk], [second.shopper.pk])
+
+
+def test_admitted_shoppers_who_all_press_buy_together_are_captured_with_no_503(make_drop, login, settings):
+    # Given ten shoppers admitted in one tick and a Stripe budget of 10 calls a second (bursts of 3)
+    drop = make_drop(quantity=10, admission_rate=1000, max_accounts_per_card=100)
+    buyers = in_line(drop, login, 10)
+    place(drop)
+    queue_services.queue_admit_batch(drop=drop, now_ms=NOW, publish=False)
+    assert len(queue_services.queue_admit_batch(drop=drop, now_ms=NOW + 1000, publish=False).admitted) == 10
+    settings.STRIPE_RATE_LIMIT, settings.STRIPE_RATE_BURST = 10, 3
+
+    # When they all buy at once
+    bought = [post_json(buyer, f"/api/drops/{drop.slug}/purchase") for buyer in buyers]
+
+    # Then each capture waited its turn at the bucket: ten orders, no 503
+    assert [response.status_code for response in bought] == [201] * 10

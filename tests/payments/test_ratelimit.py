@@ -87,3 +87,49 @@ def test_background_work_leaves_a_token_for_shoppers(small_limit):
     with pytest.raises(PaymentsBusy):
         stripe_tokens_take(background=True)
     stripe_tokens_take()  # a shopper's capture still gets it
+
+
+def test_a_capture_waits_for_its_turn_rather_than_being_refused(small_limit):
+    from payments.stripe_client import stripe_token_await
+
+    # Given an empty bucket (three tokens, seven more a second)
+    stripe_tokens_take(count=3)
+
+    # When a capture asks for a token, allowed to wait a second for it
+    started = time.monotonic()
+    stripe_token_await(seconds=1.0)
+
+    # Then it gets the next one as it comes, about a seventh of a second later
+    assert 0.05 <= time.monotonic() - started <= 0.5
+    # and a capture that may not wait is refused at once, with the wait
+    with pytest.raises(PaymentsBusy):
+        stripe_token_await(seconds=0)
+
+
+def test_back_pressure_is_logged_at_info_and_counted_not_as_an_error(make_drop, login, settings, caplog):
+    import logging
+
+    from flashsale.api import BACKPRESSURE
+    from tests.payments.conftest import admit, authorize, post_json
+
+    # Given an admitted shopper, and a Stripe budget spent that the purchase may not wait for
+    drop = make_drop()
+    client = login()
+    authorize(client, drop)
+    admit(drop, client.shopper.pk)
+    settings.STRIPE_RATE_LIMIT, settings.STRIPE_RATE_BURST, settings.STRIPE_CAPTURE_WAIT_SECONDS = 10, 3, 0
+    stripe_tokens_take(count=3)
+    before = BACKPRESSURE.labels("payments_busy")._value.get()
+    caplog.set_level(logging.INFO)
+
+    # When the shopper buys
+    response = post_json(client, f"/api/drops/{drop.slug}/purchase")
+
+    # Then the answer is 503 with Retry-After, logged once at INFO and counted, with no ERROR line
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "payments_busy")
+    assert response["Retry-After"]
+    assert [r.levelname for r in caplog.records if r.name == "django.request"] == []
+    assert [r.getMessage() for r in caplog.records if r.name == "flashsale.api"] == [
+        f"answered 503 payments_busy (retry after {response['Retry-After']} s)"
+    ]
+    assert BACKPRESSURE.labels("payments_busy")._value.get() == before + 1
