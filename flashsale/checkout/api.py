@@ -19,9 +19,9 @@ from flashsale.metrics import PURCHASES
 from flashsale.ratelimits import rate_limited
 from inventory.errors import InventoryError
 from inventory.models import Drop
-from inventory.selectors import drop_get
 from payments import selectors as payment_selectors
 from payments.errors import PaymentError, PaymentsBusy
+from waitingroom.selectors import drop_cached_get
 
 from . import services
 
@@ -45,7 +45,7 @@ def domain_errors(view: Callable[..., JsonResponse]) -> Callable[..., JsonRespon
 
 
 def _drop(slug: str) -> Drop:
-    drop = drop_get(slug=slug)
+    drop = drop_cached_get(slug=slug)  # read from the database at most once a second per process
     if drop is None:
         raise ApiError(404, "not_found", "There is no such drop.")
     return drop

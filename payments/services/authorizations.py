@@ -20,13 +20,13 @@ import stripe
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import LockError
 
 from flashsale.redis import redis_client
 from inventory.models import Drop, DropState, Order
-from inventory.selectors import drop_state_get
+from inventory.selectors import drop_state_quick
 
 from ..errors import DropClosed, DropNotOpen, PaymentFailed, PaymentsBusy, PaymentsUnavailable
 from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
@@ -99,15 +99,16 @@ def authorization_schedule(*, drop: Drop, shopper, payment_method: str) -> Autho
     Returns the authorization that still counts (``created=False``) when there is one; a shopper
     whose last hold failed gives another card here. Raises ``DropNotOpen`` or ``DropClosed``.
     """
-    existing = authorization_open_get(drop_id=drop.pk, shopper_id=shopper.pk)
+    earlier = list(Authorization.objects.filter(drop=drop, shopper=shopper).order_by("attempt"))
+    existing = next((a for a in earlier if a.status in LIVE_STATUSES), None)
     if existing is not None:
         return AuthorizationOutcome(existing, created=False, client_secret=authorization_client_secret(existing))
-    state = drop_state_get(drop=drop)
+    state = drop_state_quick(drop=drop)
     if state in (DropState.ENDED, DropState.SOLD_OUT):
         raise DropClosed
     if state is DropState.SCHEDULED:
         raise DropNotOpen
-    attempt = (Authorization.objects.filter(drop=drop, shopper=shopper).aggregate(last=Max("attempt"))["last"] or 0) + 1
+    attempt = (earlier[-1].attempt if earlier else 0) + 1
     try:
         with transaction.atomic():
             authorization = Authorization.objects.create(
