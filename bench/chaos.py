@@ -359,7 +359,8 @@ def machine_facts(stack: Stack, load_at_start: str) -> list[tuple[str, str]]:
         (
             "Stack",
             f"uvicorn {version('uvicorn')} x{stack.web_workers} worker, Celery {version('celery')} worker "
-            f"(concurrency {stack.celery_concurrency}) + ticker (ticks and holds, concurrency 2) + beat, localstripe {version('localstripe')} "
+            f"(concurrency {stack.celery_concurrency}) + ticker (ticks and holds, concurrency 2) + beat, "
+            f"localstripe {version('localstripe')} "
             f"{'behind a TCP proxy' if stack.proxy is not None else '(scripts/localstripe_server.py)'}, "
             f"Django {version('Django')}",
         ),
