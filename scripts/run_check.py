@@ -299,7 +299,7 @@ def run_check(keep: bool) -> None:
         second.start()
         time.sleep(STAY_UP_SECONDS)
         first.check_alive()
-        print("  web, worker, beat and localstripe are up; no crash in the log", flush=True)
+        print(f"  {', '.join(PROCESSES)} are up; no crash in the log", flush=True)
         print("== a second make run beside it", flush=True)
         second.wait_healthy(600)
         second.check_alive()
