@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
@@ -65,6 +65,15 @@ def drop_state_get(*, drop: Drop, stock: StockSnapshot | None = None) -> DropSta
     stock = stock or stock_get(drop=drop)
     unsold = drop.quantity - stock.sold if stock.redis is None else stock.redis + stock.held
     return drop.state_at(remaining=min(unsold, drop.quantity - stock.sold))
+
+
+def orders_pending_before(*, cutoff: datetime, limit: int = 500) -> list[Order]:
+    """Pending orders made before ``cutoff``: purchases that stopped between reserving and being paid."""
+    return list(
+        Order.objects.select_related("drop__product")
+        .filter(status=OrderStatus.PENDING, created_at__lt=cutoff)
+        .order_by("created_at")[:limit]
+    )
 
 
 def drop_state_quick(*, drop: Drop) -> DropState:

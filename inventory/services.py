@@ -302,7 +302,12 @@ def unit_release(*, drop_id: int, claim_id: str) -> ReleaseResult:
 
 
 def holds_sweep(*, drop_id: int, batch: int = SWEEP_BATCH) -> list[str]:
-    """Return expired holds to stock and fail the pending orders they belonged to."""
+    """Return expired holds to stock in Redis; return their claim ids.
+
+    A pending order of an expired hold is not failed here: whether its money was taken is for the
+    checkout to find out (``purchases_settle``), which fails it or marks it paid. Until then the
+    database's reservation keeps the unit, so it cannot be sold twice.
+    """
     keys = inventory_keys(drop_id)
     released: list[str] = []
     while True:
@@ -315,8 +320,6 @@ def holds_sweep(*, drop_id: int, batch: int = SWEEP_BATCH) -> list[str]:
         released.extend(chunk)
         if len(chunk) < batch:
             break
-    for order in Order.objects.filter(drop_id=drop_id, claim_id__in=released, status=OrderStatus.PENDING):
-        _order_unreserve(order=order, failure_code="hold_expired")
     if released:
         logger.info("swept %s expired holds on drop %s", len(released), drop_id)
     return released

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -21,6 +22,7 @@ from django.utils import timezone
 from redis.exceptions import LockError
 
 from flashsale.redis import redis_client
+from inventory import selectors as inventory_selectors
 from inventory import services as inventory_services
 from inventory.models import Drop, DropState, Order, OrderStatus
 from inventory.redis_keys import inventory_keys
@@ -388,6 +390,77 @@ def _purchase_existing(*, drop: Drop, shopper, idempotency_key: str) -> Order | 
     if order is not None and order.status == OrderStatus.PENDING:
         raise PurchaseInProgress
     return order
+
+
+# --- Money: purchases that stopped midway --------------------------------------------------------
+
+
+@dataclass
+class SettleRun:
+    paid: int = 0  # captured at Stripe: the order is paid after all
+    failed: int = 0  # not captured: the order fails and its unit is back on sale
+    refunded: int = 0  # captured for an order that cannot be paid: the money goes back
+    reconciled: int = 0  # captures that timed out, settled (canceled or refunded)
+
+
+def purchases_settle(*, now=None, limit: int = 200) -> SettleRun:
+    """Finish every purchase that stopped between reserving its order and being paid (beat, every 10 s).
+
+    The pending order, written before the capture, is the record of the intent. Once it is older than
+    the hold time and a Stripe call (no request can still be capturing for it), Stripe says what
+    happened: captured, the order is marked paid (its unit is still reserved for the shopper in the
+    database) or, when it cannot be, the money is refunded; not captured, the order fails and the unit
+    goes back on sale. Captures that timed out whose follow-up task was lost (the broker is the same
+    Redis) are settled too. Nothing here depends on a message or a process surviving: what Stripe
+    captured always ends up paid or refunded.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.INVENTORY_HOLD_SECONDS + float(settings.STRIPE_TIMEOUT) * 2)
+    run = SettleRun()
+    for order in inventory_selectors.orders_pending_before(cutoff=cutoff, limit=limit):
+        outcome = _order_settle(order=order)
+        setattr(run, outcome, getattr(run, outcome) + 1)
+    timed_out = Authorization.objects.filter(
+        status=AuthorizationStatus.FAILED, failure_code="capture_timeout", updated_at__lt=cutoff
+    )
+    for authorization in timed_out.order_by("updated_at")[:limit]:
+        order = (
+            Order.objects.filter(drop_id=authorization.drop_id, shopper_id=authorization.shopper_id)
+            .exclude(status=OrderStatus.PAID)
+            .order_by("-created_at")
+            .first()
+        )
+        if order is None:
+            continue
+        stripe_tokens_take(background=True)
+        payment_services.authorization_reconcile_after_capture(authorization_id=authorization.pk, order_id=order.pk)
+        run.reconciled += 1
+    if run.paid or run.failed or run.refunded or run.reconciled:
+        logger.warning("settled stopped purchases: %s", run)
+    return run
+
+
+def _order_settle(*, order: Order) -> str:
+    authorization = (
+        Authorization.objects.filter(
+            drop_id=order.drop_id, shopper_id=order.shopper_id, payment_intent_id__isnull=False
+        )
+        .order_by("-attempt")
+        .first()
+    )
+    if authorization is None:
+        inventory_services.order_mark_failed(order=order, failure_code="purchase_stopped")
+        return "failed"
+    stripe_tokens_take(background=True)
+    if payment_services.authorization_intent_status(authorization=authorization) != "succeeded":
+        inventory_services.order_mark_failed(order=order, failure_code="purchase_stopped")
+        return "failed"
+    payment_services.authorization_captured_record(authorization=authorization, order=order)
+    if inventory_services.order_mark_paid(order=order):
+        queue_services.admission_complete(drop=order.drop, shopper_id=order.shopper_id)
+        return "paid"
+    payment_services.stray_capture_refund(authorization=authorization, order=order)
+    return "refunded"
 
 
 # --- Recovery after Redis lost a drop --------------------------------------------------------------

@@ -31,6 +31,13 @@ def queue_save_all() -> dict[str, int]:
     return services.queue_save_all()
 
 
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90, expires=10)
+def purchases_settle() -> dict[str, int]:
+    """Finish purchases that stopped between their order and being paid: paid, failed or refunded (beat, 10 s)."""
+    run = services.purchases_settle()
+    return {"paid": run.paid, "failed": run.failed, "refunded": run.refunded, "reconciled": run.reconciled}
+
+
 @shared_task(
     ignore_result=True,
     soft_time_limit=30,

@@ -142,6 +142,7 @@ CELERY_BEAT_SCHEDULE = {
     "checkout-tick": {"task": "flashsale.checkout.tasks.queue_tick_all", "schedule": 1.0},
     "checkout-holds": {"task": "flashsale.checkout.tasks.holds_place_all", "schedule": 1.0},
     "checkout-save": {"task": "flashsale.checkout.tasks.queue_save_all", "schedule": 1.0},
+    "checkout-settle": {"task": "flashsale.checkout.tasks.purchases_settle", "schedule": 10.0},
 }
 # Admission ticks and the hold scheduler have queues of their own, so Stripe work (cancellation chains of
 # up to 20 s on the default queue) never delays them; the Procfile gives them their own worker. A worker

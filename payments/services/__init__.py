@@ -18,6 +18,8 @@ from .cancellations import (
     CancelBatch,
     authorization_cancel,
     authorization_cancel_for_shopper,
+    authorization_captured_record,
+    authorization_intent_status,
     authorization_reconcile_after_capture,
     authorization_void,
     authorizations_cancel_for_shoppers,
@@ -25,6 +27,7 @@ from .cancellations import (
     drop_authorizations_cancel,
     drop_holds_releasable,
     drops_with_releasable_holds,
+    stray_capture_refund,
 )
 from .refunds import order_refund, refund_restock
 from .webhooks import EventOutcome, stripe_event_process, stripe_event_verify
@@ -36,7 +39,9 @@ __all__ = [
     "authorization_cancel",
     "authorization_cancel_for_shopper",
     "authorization_capture",
+    "authorization_captured_record",
     "authorization_client_secret",
+    "authorization_intent_status",
     "authorization_open_get",
     "authorization_place",
     "authorization_placing_claim",
@@ -55,6 +60,7 @@ __all__ = [
     "order_refund",
     "refund_restock",
     "shopper_lock",
+    "stray_capture_refund",
     "stripe_event_process",
     "stripe_event_verify",
 ]

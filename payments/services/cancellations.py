@@ -20,8 +20,8 @@ from inventory.models import Drop, DropState, Order, OrderStatus
 from inventory.selectors import drop_state_get, stock_get
 
 from ..errors import PaymentsBusy
-from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus
-from ..stripe_client import idempotency_key, stripe_client, stripe_tokens_take, to_minor_units
+from ..models import OPEN_STATUSES, Authorization, AuthorizationStatus, Refund
+from ..stripe_client import from_minor_units, idempotency_key, stripe_client, stripe_tokens_take, to_minor_units
 from .authorizations import (
     LIVE_STATUSES,
     authorization_sync,
@@ -206,12 +206,51 @@ def authorization_reconcile_after_capture(*, authorization_id: int, order_id: in
             )  # fmt: skip
             return "canceled"
     if intent.status == "succeeded":
-        stripe_tokens_take(background=True)
-        stripe_client().v1.refunds.create(
-            params={"payment_intent": authorization.payment_intent_id,
-                    "amount": to_minor_units(order.amount, order.currency)},
-            options={"idempotency_key": idempotency_key("refund:stray", order)},
-        )  # fmt: skip
-        logger.warning("refunded payment intent %s captured for failed order %s", intent.id, order.pk)
+        stray_capture_refund(authorization=authorization, order=order)
         return "refunded"
+    authorization_transition(
+        authorization=authorization, to=AuthorizationStatus.FAILED, frm=(AuthorizationStatus.FAILED,),
+        failure_code=f"intent_{intent.status}",
+    )  # fmt: skip
     return intent.status
+
+
+def stray_capture_refund(*, authorization: Authorization, order: Order) -> Refund:
+    """Give back money captured for an order that is not paid (its token taken here), and record it.
+
+    The authorization is recorded as captured and the refund as a ``Refund`` of the order, so that
+    what Stripe captured always equals paid orders plus refunds. Idempotent (key ``refund:stray``).
+    """
+    amount = from_minor_units(to_minor_units(order.amount, order.currency), order.currency)
+    stripe_tokens_take(background=True)
+    refund = stripe_client().v1.refunds.create(
+        params={"payment_intent": authorization.payment_intent_id,
+                "amount": to_minor_units(order.amount, order.currency)},
+        options={"idempotency_key": idempotency_key("refund:stray", order)},
+    )  # fmt: skip
+    with transaction.atomic():
+        authorization_transition(
+            authorization=authorization, to=AuthorizationStatus.CAPTURED,
+            frm=(*OPEN_STATUSES, AuthorizationStatus.FAILED), amount_captured=amount,
+        )  # fmt: skip
+        record, _ = Refund.objects.get_or_create(
+            refund_id=refund.id,
+            defaults={"order": order, "authorization": authorization, "amount": amount,
+                      "currency": order.currency, "status": refund.status or "succeeded"},
+        )  # fmt: skip
+    logger.warning("refunded payment intent %s captured for unpaid order %s", authorization.payment_intent_id, order.pk)
+    return record
+
+
+def authorization_intent_status(*, authorization: Authorization) -> str:
+    """Ask Stripe what became of the hold (its token already taken): ``succeeded`` when captured."""
+    return stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id).status
+
+
+def authorization_captured_record(*, authorization: Authorization, order: Order) -> bool:
+    """Record a capture Stripe made (found after a crash) for the order; True when it changed the record."""
+    amount = from_minor_units(to_minor_units(order.amount, order.currency), order.currency)
+    return authorization_transition(
+        authorization=authorization, to=AuthorizationStatus.CAPTURED,
+        frm=(*OPEN_STATUSES, AuthorizationStatus.FAILED), amount_captured=amount,
+    )  # fmt: skip

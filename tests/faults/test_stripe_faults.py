@@ -100,3 +100,106 @@ def test_a_cancel_that_timed_out_is_retried_with_the_same_key(stripe_proxy, make
     assert Authorization.objects.get(pk=authorization.pk).status == AuthorizationStatus.CANCELED
     key = idempotency_key("cancel", authorization)
     assert stripe_proxy.keys_for("/cancel") == [key, key]
+
+
+def captured_equals_paid_plus_refunded(drop) -> tuple[int, int, int]:
+    """(PaymentIntents Stripe captured, orders paid, refunds recorded) for the drop: the first must be the sum."""
+    from payments.models import Refund
+
+    ours = Authorization.objects.filter(drop=drop, payment_intent_id__isnull=False)
+    captured = sum(
+        1 for a in ours if stripe_client().v1.payment_intents.retrieve(a.payment_intent_id).status == "succeeded"
+    )
+    paid = Order.objects.filter(drop=drop, status=OrderStatus.PAID).count()
+    return captured, paid, Refund.objects.filter(order__drop=drop).count()
+
+
+def _purchase_then_killed(drop_id, shopper_id):
+    """A web process buying: it is killed while Stripe is still answering the capture."""
+    from django.contrib.auth import get_user_model
+
+    from flashsale.checkout import services as checkout_services
+    from inventory.models import Drop
+
+    drop = Drop.objects.select_related("product").get(pk=drop_id)
+    checkout_services.purchase_make(drop=drop, shopper=get_user_model().objects.get(pk=shopper_id))
+
+
+def test_a_web_process_killed_after_stripe_captured_ends_with_a_paid_order(stripe_proxy, make_drop, settings):
+    import multiprocessing
+    import os
+    import signal
+    import time
+    from datetime import timedelta
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from flashsale.checkout import services as checkout_services
+
+    # Given an admitted shopper, and Stripe answering captures 1.5 s late (a slow network)
+    drop = make_drop(quantity=1)
+    client = shopper()
+    assert authorize(client, drop).status_code == 202
+    shopper_id = int(client.session["_auth_user_id"])
+    admit(drop, shopper_id)
+    stripe_proxy.mode, stripe_proxy.delay, stripe_proxy.slow_paths = "slow", 1.5, ("/capture",)
+
+    # When the process buying is killed while the capture is on its way (Stripe still captures)
+    connections.close_all()
+    buyer = multiprocessing.get_context("fork").Process(target=_purchase_then_killed, args=(drop.pk, shopper_id))
+    buyer.start()
+    deadline = time.monotonic() + 10
+    while not stripe_proxy.keys_for("/capture") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(buyer.pid, signal.SIGKILL)
+    buyer.join(timeout=10)
+    time.sleep(2)  # the proxy delivers the capture to Stripe after its delay
+    order = Order.objects.get(drop=drop)
+    assert order.status == OrderStatus.PENDING  # the process died between the capture and the order's end
+    assert captured_equals_paid_plus_refunded(drop) == (1, 0, 0)  # money taken, nothing paid: must not stay so
+
+    # Then the settling (beat, every 10 s) finds the capture at Stripe and the order is paid: the unit is the shopper's
+    run = checkout_services.purchases_settle(now=timezone.now() + timedelta(minutes=5))
+    assert (run.paid, run.failed, run.refunded) == (1, 0, 0)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+    assert Authorization.objects.get(drop=drop).status == AuthorizationStatus.CAPTURED
+    assert captured_equals_paid_plus_refunded(drop) == (1, 1, 0)
+    assert free_units(drop) == (0, 0, 0)  # Redis and the database agree: sold
+    assert checkout_services.purchases_settle(now=timezone.now() + timedelta(minutes=5)).paid == 0  # once
+
+
+def test_a_capture_that_timed_out_is_refunded_even_when_its_follow_up_task_was_lost(
+    stripe_proxy, make_drop, settings, monkeypatch
+):
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from flashsale.checkout import services as checkout_services
+    from payments import tasks
+
+    # Given a capture that times out here but goes through at Stripe later, and its reconcile task lost
+    # (the broker is the same Redis that died, say)
+    settings.STRIPE_TIMEOUT = 0.5
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    monkeypatch.setattr(tasks.authorization_reconcile, "delay", lambda *args: None)
+    drop = make_drop(quantity=1)
+    client = shopper()
+    assert authorize(client, drop).status_code == 202
+    admit(drop, client.session["_auth_user_id"])
+    stripe_proxy.mode, stripe_proxy.delay, stripe_proxy.slow_paths = "slow", 1.5, ("/capture",)
+    assert buy(client, drop).status_code == 402
+    time.sleep(1.5)
+    assert captured_equals_paid_plus_refunded(drop) == (1, 0, 0)
+
+    # When the settling runs
+    stripe_proxy.mode = "up"
+    run = checkout_services.purchases_settle(now=timezone.now() + timedelta(minutes=5))
+
+    # Then the money is given back, and recorded: captured = paid + refunded
+    assert run.reconciled == 1
+    assert captured_equals_paid_plus_refunded(drop) == (1, 0, 1)
+    assert checkout_services.purchases_settle(now=timezone.now() + timedelta(minutes=5)).reconciled == 0  # once
