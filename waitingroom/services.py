@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -371,6 +372,10 @@ def shopper_register(*, username: str, email: str, password: str):
     User = get_user_model()
     if not username or len(username) > 150:
         raise InvalidShopper("The username must have 1 to 150 characters.")
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidShopper("The email must be an address such as name@example.com.") from None
     try:
         User.username_validator(username)
         validate_password(password, user=User(username=username, email=email))

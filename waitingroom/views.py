@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
@@ -18,6 +19,15 @@ from . import selectors
 def home(request: HttpRequest) -> HttpResponse:
     drops = [selectors.drop_public_get(drop=d) for d in drop_list_visible()]
     return render(request, "waitingroom/home.html", {"drops": drops})
+
+
+def _next_page(request: HttpRequest) -> str:
+    """Where to go after signing up: ``next`` when it is a page of this site, else the home page."""
+    target = request.GET.get("next") or ""
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and safe else "/"
 
 
 class LoginView(auth_views.LoginView):
@@ -36,5 +46,5 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(request.GET.get("next") or "/")
+        return redirect(_next_page(request))
     return render(request, "registration/signup.html", {"form": form})

@@ -24,6 +24,7 @@ from redis.exceptions import LockError
 from flashsale.redis import redis_client
 from inventory import selectors as inventory_selectors
 from inventory import services as inventory_services
+from inventory.errors import SoldOut
 from inventory.models import Drop, DropState, Order, OrderStatus
 from inventory.redis_keys import inventory_keys
 from inventory.selectors import stock_get
@@ -310,6 +311,21 @@ def drops_tick_all(*, now_ms: int | None = None) -> dict[str, int]:
     return ticked
 
 
+def holds_releasable_after_admission(*, drop_id: int, shopper_ids: list[int]) -> list[int]:
+    """Of shoppers whose admission ended, those whose hold may be canceled: not one whose purchase is in
+    flight (a pending order, or the purchase lock held), whose capture would otherwise find it canceled."""
+    buying = set(
+        Order.objects.filter(drop_id=drop_id, shopper_id__in=shopper_ids, status=OrderStatus.PENDING).values_list(
+            "shopper_id", flat=True
+        )
+    )
+    pipe = redis_client().pipeline(transaction=False)
+    for shopper_id in shopper_ids:
+        pipe.exists(payment_services.purchase_lock_key(drop_id, shopper_id))
+    locked = {shopper_id for shopper_id, held in zip(shopper_ids, pipe.execute(), strict=True) if held}
+    return [shopper_id for shopper_id in shopper_ids if shopper_id not in buying | locked]
+
+
 def admissions_ended(*, drop_id: int, shopper_ids: list[int]) -> None:
     """Release the holds of shoppers whose checkout window closed unused or who passed their turn: one task
     per batch, not per shopper (a tick that expired thousands would otherwise overrun its time limit)."""
@@ -357,6 +373,8 @@ def purchase_make(*, drop: Drop, shopper, quantity: int = 1, idempotency_key: st
             failed = Order.objects.filter(drop=drop, shopper=shopper, status=OrderStatus.FAILED).first()
             if failed is not None:
                 return PurchaseOutcome(failed, created=False)  # the capture failed and the hold is gone
+            if inventory_selectors.drop_state_quick(drop=drop) is DropState.SOLD_OUT:
+                raise SoldOut  # the holds were released because it sold out: say that, not "no card"
             raise AuthorizationRequired
         # The capture's token first (waiting briefly for its turn): a busy pipeline refuses before any unit is taken.
         stripe_token_await(seconds=settings.STRIPE_CAPTURE_WAIT_SECONDS)

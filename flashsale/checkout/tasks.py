@@ -51,4 +51,5 @@ def admissions_expired_release(drop_id: int, shopper_ids: list[int]) -> None:
     """Cancel the card holds of shoppers whose checkout window closed unused or who passed their turn
     (idempotent; a tick sends one per ``EXPIRED_RELEASE_BATCH`` shoppers)."""
     if Drop.objects.filter(pk=drop_id).exists():
-        payment_services.authorizations_cancel_for_shoppers(drop_id=drop_id, shopper_ids=shopper_ids)
+        releasable = services.holds_releasable_after_admission(drop_id=drop_id, shopper_ids=shopper_ids)
+        payment_services.authorizations_cancel_for_shoppers(drop_id=drop_id, shopper_ids=releasable)

@@ -175,6 +175,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"  # without a `next`, after signing in (Django's default, /accounts/profile/, is no page)
 
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_USE_CACHE = "default"

@@ -12,6 +12,7 @@ from .authorizations import (
     authorization_transition,
     authorizations_release_scheduled,
     card_accounts_count,
+    purchase_lock_key,
     shopper_lock,
 )
 from .cancellations import (
@@ -58,6 +59,7 @@ __all__ = [
     "drop_holds_releasable",
     "drops_with_releasable_holds",
     "order_refund",
+    "purchase_lock_key",
     "refund_restock",
     "shopper_lock",
     "stray_capture_refund",

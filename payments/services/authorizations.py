@@ -343,6 +343,11 @@ def authorization_capture(*, authorization: Authorization, order: Order) -> None
 # --- Locks -----------------------------------------------------------------------------------------
 
 
+def purchase_lock_key(drop_id: int, shopper_id: int) -> str:
+    """The Redis key of the lock a purchase holds while it runs."""
+    return shopper_lock_key(drop_id, shopper_id, "purchase")
+
+
 @contextmanager
 def shopper_lock(*, drop_id: int, shopper_id: int, purpose: str, error: type[Exception]) -> Iterator[None]:
     """Hold a short Redis lock for one shopper's step on one drop, or raise ``error`` when it is taken."""

@@ -219,3 +219,51 @@ def test_purchases_and_holds_are_rate_limited_per_shopper(admitted, settings):
     assert 1 <= int(limited["Retry-After"]) <= 60
     assert authorize(client, drop).status_code == 429  # the fixture's hold used the one allowed
     assert Order.objects.filter(drop=drop).count() == 1
+
+
+def test_a_purchase_after_the_sell_out_is_told_sold_out_not_to_give_a_card(make_drop, login):
+    # Given two admitted shoppers and one unit; the first buys it, which releases the second's hold
+    drop = make_drop(quantity=1, admitted_cap_multiple=2, max_accounts_per_card=10)
+    first, late = login(), login()
+    for client in (first, late):
+        authorize(client, drop)
+    admit(drop, first.shopper.pk, late.shopper.pk)
+    assert buy(first, drop).status_code == 201
+    assert Authorization.objects.get(shopper=late.shopper).status == "canceled"
+
+    # When the second presses Buy
+    response = buy(late, drop)
+
+    # Then they are told it sold out (their hold was released because of that), and nothing changes
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "sold_out")
+    assert Order.objects.filter(drop=drop).count() == 1
+
+
+def test_an_admission_that_expires_during_a_purchase_keeps_the_hold_the_capture_needs(make_drop, login, stripe_sdk):
+    from flashsale.checkout import tasks as checkout_tasks
+    from inventory import services as inventory_services
+    from payments.services import purchase_lock_key
+
+    # Given two admitted shoppers whose windows ended: one is mid-purchase (a pending order), the other's
+    # purchase lock is held (the request is between its checks)
+    drop = make_drop(quantity=5, max_accounts_per_card=10)
+    paying, locked, idle = login(), login(), login()
+    for client in (paying, locked, idle):
+        authorize(client, drop)
+    admit(drop, paying.shopper.pk, locked.shopper.pk, idle.shopper.pk)
+    claim = inventory_services.unit_claim(drop=drop, shopper_id=paying.shopper.pk)
+    inventory_services.order_reserve(claim=claim, shopper=paying.shopper)
+    from flashsale.redis import redis_client
+
+    redis_client().set(purchase_lock_key(drop.pk, locked.shopper.pk), "token", ex=60)
+
+    # When their admissions' release runs
+    checkout_tasks.admissions_expired_release.delay(drop.pk, [paying.shopper.pk, locked.shopper.pk, idle.shopper.pk])
+
+    # Then only the idle shopper's hold is canceled
+    status = dict(Authorization.objects.filter(drop=drop).values_list("shopper_id", "status"))
+    assert (status[paying.shopper.pk], status[locked.shopper.pk], status[idle.shopper.pk]) == (
+        "authorized",
+        "authorized",
+        "canceled",
+    )

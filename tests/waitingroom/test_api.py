@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
@@ -194,6 +195,15 @@ def test_sign_up(client):
     weak = post(Client(), "/api/shoppers", {"username": "cy", "email": "c@example.com", "password": "123"})
     assert (weak.status_code, weak.json()["error"]["code"]) == (400, "invalid_request")
     assert "too short" in weak.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("email", ["<script>alert(1)</script>", "not an address", "a@", ""])
+def test_sign_up_refuses_what_is_not_an_email_address_and_creates_nobody(client, email):
+    response = post(client, "/api/shoppers", {"username": "bo", "email": email, "password": "long enough pw 9"})
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_request")
+    assert "email" in response.json()["error"]["message"]
+    assert not get_user_model().objects.filter(username="bo").exists()
 
 
 def test_join_and_position_touch_no_database(client, signed_in, live, redis, django_assert_num_queries):

@@ -51,3 +51,22 @@ def test_sign_up_then_sign_in_pages(client):
     assert signed_in.status_code == 302
     refused = client.post("/accounts/signup/", {"username": "x", "password1": "1", "password2": "2"})
     assert refused.status_code == 200  # the form again, with its errors
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/path", "http://testserver.evil/"])
+def test_sign_up_never_sends_the_shopper_to_another_site(client, target):
+    # Given a sign-up link whose `next` points off the site
+    response = client.post(f"/accounts/signup/?next={target}", {
+        "username": "newbie", "password1": "a-long-pass-phrase-9", "password2": "a-long-pass-phrase-9",
+    })  # fmt: skip
+
+    # Then the new shopper lands on the home page, not there
+    assert (response.status_code, response["Location"]) == (302, "/")
+
+
+def test_signing_in_without_a_next_page_lands_on_the_home_page(client):
+    get_user_model().objects.create_user(username="ann", password="a-long-pass-phrase-9")
+
+    response = client.post("/accounts/login/", {"username": "ann", "password": "a-long-pass-phrase-9"})
+
+    assert (response.status_code, response["Location"]) == (302, "/")
