@@ -100,11 +100,6 @@ class QueueFastPath:
     async def handle(
         self, scope, request: HttpRequest, headers: dict, body: bytes, slug: str
     ) -> tuple[int, dict, list]:
-        fresh, drop = selectors.drop_cached_peek(slug=slug)
-        if not fresh:
-            # At most once a second per process and drop: read it in a thread, as Django would, and give
-            # the connection back afterwards (outside a request nothing else closes it).
-            drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
         session = await _session(request.COOKIES.get(settings.SESSION_COOKIE_NAME, ""))
         if not _host_allowed(request._get_raw_host()):  # ALLOWED_HOSTS, as Django checks it for every request
             raise FallThrough  # Django answers it (400), with its log line
@@ -117,6 +112,12 @@ class QueueFastPath:
         except (TypeError, ValueError):
             return _error(ApiError(401, "not_authenticated", "Sign in first."))
         log_context_set(shopper=shopper_id)
+        # The drop only after the session: a client with no session never reaches the database.
+        fresh, drop = selectors.drop_cached_peek(slug=slug)
+        if not fresh:
+            # At most once a second per process and drop: read it in a thread, as Django would, and give
+            # the connection back afterwards (outside a request nothing else closes it).
+            drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
         if drop is None:
             return _error(ApiError(404, "not_found", "There is no such drop."))
         group = "queue-join" if scope["method"] == "POST" else "queue-read"

@@ -18,6 +18,7 @@ from .redis_keys import queue_keys
 from .scripts import HoldState, lua_script
 
 DROP_CACHE_SECONDS = 1.0
+DROP_CACHE_SIZE = 256  # drops kept per process (live drops are a handful)
 NOT_QUEUED = -2  # entry.lua's answer for a shopper with no entry (-1 is a parked entry)
 _drop_cache: dict[str, tuple[float, Drop | None]] = {}
 
@@ -67,14 +68,22 @@ class QueueStats:
 def drop_cached_get(*, slug: str) -> Drop | None:
     """Return the visible drop with this slug, read from the database at most once a second per process.
 
-    The join and position paths use it so that the herd never reaches the database.
+    The join and position paths use it so that the herd never reaches the database. Only drops that
+    exist are kept, at most ``DROP_CACHE_SIZE`` of them (the oldest go first): made-up slugs neither fill
+    memory nor answer from the cache.
     """
     now = time.monotonic()
     hit = _drop_cache.get(slug)
     if hit is not None and now - hit[0] < DROP_CACHE_SECONDS:
         return hit[1]
     drop = Drop.objects.select_related("product").filter(slug=slug, is_draft=False).first()
+    if drop is None:
+        _drop_cache.pop(slug, None)
+        return None
+    _drop_cache.pop(slug, None)  # re-inserted last: the dict's order is the order of reads
     _drop_cache[slug] = (now, drop)
+    while len(_drop_cache) > DROP_CACHE_SIZE:
+        _drop_cache.pop(next(iter(_drop_cache)))
     return drop
 
 

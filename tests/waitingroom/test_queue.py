@@ -198,3 +198,17 @@ def test_an_ended_drop_is_ticked_for_a_minute_so_watchers_learn_it(redis):
         message = subscriber.get_message(timeout=1)  # the subscription's own reply reads as None
     assert json.loads(json.loads(message["data"])["frame"])["state"] == "ended"
     subscriber.close()
+
+
+def test_the_drop_cache_keeps_no_misses_and_stays_bounded(monkeypatch):
+    # Given a process that has read a few real drops and thousands of made-up slugs
+    monkeypatch.setattr(selectors, "DROP_CACHE_SIZE", 3)
+    selectors.drop_cache_clear()
+    real = [armed(slug=f"real-{i}") for i in range(5)]
+    for i in range(2_000):
+        assert selectors.drop_cached_get(slug=f"made-up-{i}") is None
+    for drop in real:
+        assert selectors.drop_cached_get(slug=drop.slug).pk == drop.pk
+
+    # Then no miss was kept, and only the three drops read last are
+    assert list(selectors._drop_cache) == [drop.slug for drop in real[-3:]]
