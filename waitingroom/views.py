@@ -16,6 +16,7 @@ from inventory.selectors import drop_list_visible
 from . import selectors
 
 
+@require_http_methods(["GET", "HEAD"])
 def home(request: HttpRequest) -> HttpResponse:
     drops = [selectors.drop_public_get(drop=d) for d in drop_list_visible()]
     return render(request, "waitingroom/home.html", {"drops": drops})

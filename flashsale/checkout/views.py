@@ -27,6 +27,7 @@ TEST_CARDS = [
 ]
 
 
+@require_http_methods(["GET", "HEAD"])
 def drop_page(request: HttpRequest, slug: str) -> HttpResponse:
     drop = queue_selectors.drop_cached_get(slug=slug)
     if drop is None:

@@ -44,6 +44,7 @@ MIDDLEWARE = [
     "flashsale.logs.LogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "flashsale.security.SecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale.urls"

@@ -70,3 +70,28 @@ def test_signing_in_without_a_next_page_lands_on_the_home_page(client):
     response = client.post("/accounts/login/", {"username": "ann", "password": "a-long-pass-phrase-9"})
 
     assert (response.status_code, response["Location"]) == (302, "/")
+
+
+def test_the_shops_pages_carry_a_strict_content_security_policy(client, settings):
+    drop = DropFactory(slug="air")
+    inventory_services.drop_arm(drop=drop)
+
+    for path in ("/", "/drops/air/", "/accounts/login/"):
+        response = client.get(path)
+        policy = response["Content-Security-Policy"]
+        assert "default-src 'self'" in policy
+        assert "object-src 'none'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert "'unsafe-eval'" not in policy
+        assert "script-src 'self' http://127.0.0.1" in policy  # localstripe serves Stripe.js locally
+        assert response["Permissions-Policy"].startswith("camera=()")
+    assert "Content-Security-Policy" not in client.get("/api/drops")  # JSON is not a page
+
+
+@pytest.mark.parametrize("method", ["put", "delete", "patch"])
+def test_pages_answer_405_to_methods_they_do_not_take(client, method):
+    drop = DropFactory(slug="air")
+    inventory_services.drop_arm(drop=drop)
+
+    for path in ("/", "/drops/air/"):
+        assert getattr(client, method)(path).status_code == 405
