@@ -42,6 +42,16 @@ class CancelBatch:
     wait_ms: int  # when to continue (0: now)
 
 
+def _intent_cancel(authorization: Authorization, *, reason: str = ABANDONED):
+    """One cancel call at Stripe for the hold, with its key ``cancel:{id}`` (localstripe takes no reason)."""
+    params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": reason}
+    return stripe_client().v1.payment_intents.cancel(
+        authorization.payment_intent_id,
+        params=params,
+        options={"idempotency_key": idempotency_key("cancel", authorization)},
+    )
+
+
 def authorization_cancel(*, authorization_id: int, reason: str = ABANDONED) -> bool:
     """Cancel one open hold at Stripe and here (its token already taken); True when it was canceled now.
 
@@ -53,13 +63,8 @@ def authorization_cancel(*, authorization_id: int, reason: str = ABANDONED) -> b
     authorization = Authorization.objects.filter(pk=authorization_id, status__in=OPEN_STATUSES).first()
     if authorization is None:
         return False
-    params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": reason}
     try:
-        intent = stripe_client().v1.payment_intents.cancel(
-            authorization.payment_intent_id,
-            params=params,
-            options={"idempotency_key": idempotency_key("cancel", authorization)},
-        )
+        intent = _intent_cancel(authorization, reason=reason)
     except stripe.InvalidRequestError as exc:
         # Not cancelable any more (captured or canceled elsewhere): read what it became.
         logger.info("cancel of authorization %s refused: %s; reading its payment intent", authorization.pk, exc)
@@ -81,13 +86,8 @@ def authorization_void(*, authorization_id: int, reason: str) -> str:
     authorization = Authorization.objects.get(pk=authorization_id)
     if not authorization.payment_intent_id:
         return "none"
-    params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": ABANDONED}
     try:
-        intent = stripe_client().v1.payment_intents.cancel(
-            authorization.payment_intent_id,
-            params=params,
-            options={"idempotency_key": idempotency_key("cancel", authorization)},
-        )
+        intent = _intent_cancel(authorization)
     except stripe.InvalidRequestError as exc:
         logger.info("void of authorization %s (%s) refused: %s", authorization.pk, reason, exc)
         return "not_cancelable"
@@ -188,14 +188,9 @@ def authorization_reconcile_after_capture(*, authorization_id: int, order_id: in
     stripe_tokens_take(background=True)
     intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
     if intent.status == "requires_capture":
-        params = {} if settings.STRIPE_LOCALSTRIPE else {"cancellation_reason": ABANDONED}
         stripe_tokens_take(background=True)
         try:
-            intent = stripe_client().v1.payment_intents.cancel(
-                authorization.payment_intent_id,
-                params=params,
-                options={"idempotency_key": idempotency_key("cancel", authorization)},
-            )
+            intent = _intent_cancel(authorization)
         except stripe.InvalidRequestError:
             stripe_tokens_take(background=True)  # the late capture won the race: read it, then refund below
             intent = stripe_client().v1.payment_intents.retrieve(authorization.payment_intent_id)
