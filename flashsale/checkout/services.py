@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import stripe
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
@@ -33,7 +34,7 @@ from payments import services as payment_services
 from payments import tasks as payment_tasks
 from payments.errors import AuthorizationRequired, PaymentFailed, PaymentsBusy, PaymentsUnavailable, PurchaseInProgress
 from payments.models import Authorization, AuthorizationStatus
-from payments.stripe_client import stripe_token_await, stripe_tokens_take
+from payments.stripe_client import STRIPE_NETWORK_ERRORS, stripe_token_await, stripe_tokens_take
 from waitingroom import persistence
 from waitingroom import selectors as queue_selectors
 from waitingroom import services as queue_services
@@ -435,24 +436,28 @@ def purchases_settle(*, now=None, limit: int = 200) -> SettleRun:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.INVENTORY_HOLD_SECONDS + float(settings.STRIPE_TIMEOUT) * 2)
     run = SettleRun()
-    for order in inventory_selectors.orders_pending_before(cutoff=cutoff, limit=limit):
-        outcome = _order_settle(order=order)
-        setattr(run, outcome, getattr(run, outcome) + 1)
-    timed_out = Authorization.objects.filter(
-        status=AuthorizationStatus.FAILED, failure_code="capture_timeout", updated_at__lt=cutoff
-    )
-    for authorization in timed_out.order_by("updated_at")[:limit]:
-        order = (
-            Order.objects.filter(drop_id=authorization.drop_id, shopper_id=authorization.shopper_id)
-            .exclude(status=OrderStatus.PAID)
-            .order_by("-created_at")
-            .first()
+    try:
+        for order in inventory_selectors.orders_pending_before(cutoff=cutoff, limit=limit):
+            outcome = _order_settle(order=order)
+            setattr(run, outcome, getattr(run, outcome) + 1)
+        timed_out = Authorization.objects.filter(
+            status=AuthorizationStatus.FAILED, failure_code="capture_timeout", updated_at__lt=cutoff
         )
-        if order is None:
-            continue
-        stripe_tokens_take(background=True)
-        payment_services.authorization_reconcile_after_capture(authorization_id=authorization.pk, order_id=order.pk)
-        run.reconciled += 1
+        for authorization in timed_out.order_by("updated_at")[:limit]:
+            order = (
+                Order.objects.filter(drop_id=authorization.drop_id, shopper_id=authorization.shopper_id)
+                .exclude(status=OrderStatus.PAID)
+                .order_by("-created_at")
+                .first()
+            )
+            if order is not None:
+                payment_services.authorization_reconcile_after_capture(
+                    authorization_id=authorization.pk, order_id=order.pk
+                )
+                run.reconciled += 1
+    except (PaymentsBusy, *STRIPE_NETWORK_ERRORS, stripe.APIError) as exc:
+        # Stripe's budget is spent or Stripe did not answer: the next run (10 s) goes on where this stopped.
+        logger.info("settling stopped purchases paused: %s", exc)
     if run.paid or run.failed or run.refunded or run.reconciled:
         logger.warning("settled stopped purchases: %s", run)
     return run
