@@ -65,6 +65,21 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """One line, no traceback, for a client's mistake: Django's security log (a bad Host header, say) and a
+    4xx it logs with the exception (a multipart body it cannot parse). A traceback is for our bugs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        client_error = record.name.startswith("django.security.") or (
+            record.name == "django.request" and getattr(record, "status_code", 500) < 500
+        )
+        if client_error and record.exc_info:
+            record.msg = f"{record.msg} ({record.exc_info[0].__name__})"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, drop, shopper, message (and the exception)."""
 

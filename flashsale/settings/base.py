@@ -41,6 +41,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A blocked page (sign-up's @ratelimit) answers RATELIMIT_VIEW's 429 instead of a 403 with a traceback.
+    "django_ratelimit.middleware.RatelimitMiddleware",
     "flashsale.logs.LogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -200,7 +202,10 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "flashsale.logs.ContextFilter"}},
+    "filters": {
+        "context": {"()": "flashsale.logs.ContextFilter"},
+        "client_errors": {"()": "flashsale.logs.ClientErrorFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s drop=%(drop)s shopper=%(shopper)s %(message)s"},
         "json": {"()": "flashsale.logs.JsonFormatter"},
@@ -209,7 +214,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["context"],
+            "filters": ["context", "client_errors"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

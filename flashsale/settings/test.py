@@ -54,8 +54,11 @@ DEBUG = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "flashsale.logs.ContextFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["context"]}},
+    "filters": {
+        "context": {"()": "flashsale.logs.ContextFilter"},
+        "client_errors": {"()": "flashsale.logs.ClientErrorFilter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["context", "client_errors"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {"stripe": {"level": "INFO"}},  # as in base: never Stripe's DEBUG response bodies
 }

@@ -66,3 +66,48 @@ def test_even_at_debug_nothing_secret_is_logged(payments, make_drop, caplog):
     text, forbidden = _run_and_collect(payments, make_drop, caplog, logging.DEBUG)
     for secret in forbidden:
         assert secret not in text, secret
+
+
+def test_a_blocked_sign_up_is_a_429_with_retry_after_and_no_traceback(settings, caplog):
+    from django.test import Client
+
+    # Given an address that has signed up as often as the page allows (10 a minute)
+    settings.RATELIMIT_ENABLE = True
+    client = Client()
+    for i in range(10):
+        client.post("/accounts/signup/", {"username": f"u{i}", "password1": "x", "password2": "y"})
+    caplog.set_level(logging.INFO)
+
+    # When it tries once more
+    response = client.post("/accounts/signup/", {"username": "u10", "password1": "x", "password2": "y"})
+
+    # Then it is told to wait, and nothing is logged with a traceback
+    assert (response.status_code, response["Retry-After"]) == (429, "60")
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert [r for r in caplog.records if r.exc_info] == []
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"path": "/", "HTTP_HOST": "evil.example"},
+    {"path": "/api/session", "data": b"--x\r\nbroken", "content_type": "multipart/form-data; boundary=x",
+     "method": "post"},
+])  # fmt: skip
+def test_a_clients_mistake_is_one_log_line_without_a_traceback(client, caplog, request_kwargs):
+    from flashsale.logs import ClientErrorFilter
+
+    # Given a request a client got wrong (a Host we do not serve, a multipart body that does not parse)
+    kwargs = dict(request_kwargs)
+    method = kwargs.pop("method", "get")
+    caplog.set_level(logging.INFO)
+
+    # When it is answered
+    response = getattr(client, method)(kwargs.pop("path"), **kwargs)
+
+    # Then it is a 4xx, and what the log's handler writes of it has no traceback
+    assert 400 <= response.status_code < 500
+    logged = [r for r in caplog.records if r.name.startswith(("django.security", "django.request"))]
+    assert logged
+    for record in logged:
+        ClientErrorFilter().filter(record)
+        assert record.exc_info is None
+        assert "Traceback" not in logging.Formatter().format(record)
