@@ -123,6 +123,10 @@ def environ_build(scope, body: bytes) -> dict:
         "wsgi.run_once": False,
     }
     for raw_name, raw_value in scope.get("headers", []):
+        if b"_" in raw_name:
+            # As Django's own ASGI handler (and nginx, and Apache) do: "X_Forwarded_For" must not pass for
+            # X-Forwarded-For once dashes become underscores.
+            continue
         name = raw_name.decode("latin1").upper().replace("-", "_")
         key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
         value = raw_value.decode("latin1")

@@ -142,3 +142,16 @@ def test_a_request_whose_body_is_cut_off_by_a_disconnect_never_reaches_django():
     # Then the view never runs and nothing is answered
     assert calls == []
     assert sent == []
+
+
+def test_header_names_with_underscores_are_dropped_as_django_does():
+    # Given a request whose client sends X_Forwarded_For beside the proxy's X-Forwarded-For
+    headers = [(b"x-forwarded-for", b"198.51.100.1"), (b"x_forwarded_for", b"10.0.0.1"), (b"x_custom", b"1")]
+    request_scope = scope(headers=[*scope()["headers"], *headers])
+
+    # When the bridge builds the environ
+    environ = environ_build(request_scope, b"{}")
+
+    # Then only the real header is there: the underscore one cannot pass for it
+    assert environ["HTTP_X_FORWARDED_FOR"] == "198.51.100.1"
+    assert "HTTP_X_CUSTOM" not in environ

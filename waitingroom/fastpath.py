@@ -85,7 +85,11 @@ class QueueFastPath:
             if larger:
                 raise FallThrough
             with log_context(drop=match["slug"]):
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+                # Names with underscores are dropped, as Django's ASGI handler does (X_Forwarded_For must not
+                # pass for X-Forwarded-For).
+                headers = {
+                    k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"] if b"_" not in k
+                }
                 request = _request(scope, headers, parse_cookie(headers.get("cookie", "")))
                 status, payload, extra = await self.handle(scope, request, headers, body, match["slug"])
         except FallThrough:

@@ -231,3 +231,17 @@ def test_a_join_whose_body_is_cut_off_by_a_disconnect_is_neither_run_nor_answere
     # Then nothing answers and nothing reaches Django
     assert sent == []
     assert django.calls == []
+
+
+def test_an_underscore_header_cannot_pass_for_the_proxys_on_the_lean_path(shopper, live, settings):
+    # Given a server behind one proxy, and a client that adds X_Forwarded_Proto: https to a plain request
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    app = QueueFastPath(Django())
+
+    # When the lean path answers
+    _status, _data, headers = call(app, "GET", "/api/drops/air/queue", shopper=shopper,
+                                   headers=[(b"x_forwarded_proto", b"https")])  # fmt: skip
+
+    # Then the request is plain HTTP, as Django's own handler would see it (the header is dropped)
+    assert "strict-transport-security" not in headers
