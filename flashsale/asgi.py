@@ -5,7 +5,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings.base")
+# What a deploy runs gets the production settings unless it opts out (`make run` sets the local ones).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings.production")
 django_wsgi_app = get_wsgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -4,7 +4,8 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings.base")
+# What a deploy runs gets the production settings unless it opts out (`make run` sets the local ones).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings.production")
 
 app = Celery("flashsale")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -1,7 +1,16 @@
-"""Production settings: secrets only from the environment, secure cookies, HSTS."""
+"""Production settings, what flashsale.asgi, flashsale.wsgi and the Celery app use unless told otherwise:
+secrets and the services' URLs only from the environment, secure cookies, HSTS, no /metrics without an
+allow-list that says so."""
 
-from .base import *  # noqa: F403
-from .base import env
+import environ
+
+# The services a deploy needs have no local default here: a missing one stops start-up, naming it.
+_required = environ.Env()
+_required("DATABASE_URL")
+_required("REDIS_URL")
+
+from .base import *  # noqa: E402, F403
+from .base import env  # noqa: E402
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY")  # no default: a missing secret stops start-up
@@ -25,3 +34,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# /metrics answers only the networks named here (none unless set): behind a proxy every client may look
+# like a private address, so the local default (loopback and private ranges) would expose it.
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
