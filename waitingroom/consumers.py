@@ -6,6 +6,7 @@ import json
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from . import selectors
 from .realtime import hub
@@ -26,6 +27,9 @@ class DropConsumer(AsyncWebsocketConsumer):
         drop = await database_sync_to_async(selectors.drop_cached_get)(slug=slug)
         if drop is None:
             await self._refuse(4404)
+            return
+        if len(hub.by_shopper.get((drop.pk, user.pk), ())) >= settings.WS_MAX_PER_SHOPPER:
+            await self._refuse(4429)  # a page or two per shopper is normal; hundreds is a client holding sockets
             return
         self.drop, self.drop_id, self.shopper_id = drop, drop.pk, user.pk
         await self.accept()

@@ -288,5 +288,8 @@ METRICS_ALLOWED_NETWORKS = env.list(
     default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
 )
 
+# Websockets one shopper may hold open on one drop, per server process (more are closed with 4429).
+WS_MAX_PER_SHOPPER = env.int("WS_MAX_PER_SHOPPER", default=5)
+
 # Answer the queue's join and position requests on the lean ASGI path (waitingroom/fastpath.py).
 WAITINGROOM_FAST_PATH = env.bool("WAITINGROOM_FAST_PATH", default=True)

@@ -136,6 +136,7 @@ function connect() {
   };
   socket.onclose = (event) => {
     if (event.code === 4401 || event.code === 4404) return;
+    if (event.code === 4429) { startPolling(); return; }  // too many tabs open on this drop: this one polls
     startPolling();
     setTimeout(connect, backoff + Math.random() * backoff);
     backoff = Math.min(backoff * 2, 15000);

@@ -111,13 +111,25 @@ async def test_small_garbage_text_is_ignored():
         await communicator.disconnect()
 
 
-async def test_many_sockets_of_one_shopper_are_all_removed_on_close():
+async def test_one_shopper_holds_a_few_sockets_at_most_and_all_are_removed_on_close(settings):
+    # Given a shopper allowed five sockets on a drop, with five open
+    settings.WS_MAX_PER_SHOPPER = 5
     drop, (session,) = await sync_to_async(_setup)(1)
-    sockets = [await _connected(session) for _ in range(20)]
-    assert len(realtime.hub.by_drop[drop.pk]) == 20
+    sockets = [await _connected(session) for _ in range(5)]
+
+    # When they open one more, it is accepted and closed with 4429, and the others stay
+    extra = _socket(session)
+    assert (await extra.connect())[0]
+    assert await extra.receive_output() == {"type": "websocket.close", "code": 4429}
+    await extra.disconnect()
+    assert len(realtime.hub.by_drop[drop.pk]) == 5
+
+    # When they close theirs, every one is gone from the hub, and a new one is welcome again
     for communicator in sockets:
         await communicator.disconnect()
     assert drop.pk not in realtime.hub.by_drop
+    again = await _connected(session)
+    await again.disconnect()
 
 
 async def test_a_forged_or_foreign_connection_is_refused():
