@@ -30,13 +30,17 @@ class ApiError(Exception):
 
     def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        self.status, self.code, self.message, self.headers = status, code, message, dict(headers or {})
+        if status == 503:
+            self.headers.setdefault("Retry-After", "2")  # every 503 is "try again": say when
 
 
 def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> JsonResponse:
     response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
+    if status == 503 and "Retry-After" not in response:
+        response["Retry-After"] = "2"  # every 503 is "try again": say when
     if status == 503 and "Retry-After" in response:
         # Expected back-pressure (the client retries after the header): counted and logged at INFO, not
         # Django's ERROR line per request, which buried the real errors of an outage under thousands.

@@ -134,7 +134,10 @@ def queue(request: HttpRequest, slug: str) -> JsonResponse:
     drop = _drop_or_404(slug)
     shopper_id = request.shopper_id
     if request.method == "GET":
-        entry = selectors.entry_get(drop=drop, shopper_id=shopper_id)
+        try:
+            entry = selectors.entry_get(drop=drop, shopper_id=shopper_id)
+        except InventoryError as exc:  # the queue is being restored: 503, never a false 404
+            raise _domain(exc) from None
         if entry is None:
             raise ApiError(404, "not_in_queue", "You are not in this drop's queue.")
         return JsonResponse(entry.as_dict())

@@ -9,6 +9,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import selectors
+from .errors import QueueUnavailable
 from .realtime import hub
 
 MAX_FRAME_BYTES = 1024
@@ -46,10 +47,11 @@ class DropConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     def _first_frames(self):
-        return (
-            selectors.drop_frame_get(drop=self.drop),
-            selectors.entry_get(drop=self.drop, shopper_id=self.shopper_id),
-        )
+        try:
+            entry = selectors.entry_get(drop=self.drop, shopper_id=self.shopper_id)
+        except QueueUnavailable:  # the queue is being restored; the shopper's entry comes with the next change
+            entry = None
+        return selectors.drop_frame_get(drop=self.drop), entry
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "drop_id"):

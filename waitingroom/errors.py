@@ -37,6 +37,14 @@ class PowReplayed(QueueError):
     message = "This proof-of-work was already used; solve a fresh challenge."
 
 
+class QueueUnavailable(QueueError):
+    """The drop's queue is missing from Redis (lost, being rebuilt): no answer about it would be true yet."""
+
+    code = "service_unavailable"
+    status = 503
+    message = "The queue is being restored after an outage; you keep your place. Try again in a moment."
+
+
 class NotInQueue(QueueError):
     code = "not_in_queue"
     status = 404

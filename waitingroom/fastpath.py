@@ -129,7 +129,10 @@ class QueueFastPath:
         client = async_redis_client()
         try:
             if scope["method"] == "GET":
-                entry = await _entry(client, drop, shopper_id, limits=limits)  # counted in the same call
+                try:
+                    entry = await _entry(client, drop, shopper_id, limits=limits)  # counted in the same call
+                except InventoryError as exc:  # the queue is being restored: 503, never a false 404
+                    raise ApiError(exc.status, exc.code, exc.message) from None
                 if entry is None:
                     return _error(ApiError(404, "not_in_queue", "You are not in this drop's queue."))
                 return 200, entry.as_dict(), []

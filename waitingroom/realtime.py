@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from flashsale.redis import redis_client
 
+from .errors import QueueUnavailable
 from .redis_keys import updates_channel, updates_pattern
 from .selectors import drop_frame_get, entry_build, entry_get
 
@@ -56,7 +57,10 @@ def drop_publish(*, drop: Drop) -> None:
 
 def entry_publish(*, drop: Drop, shopper_id: int) -> None:
     """Send one shopper their own entry."""
-    entry = entry_get(drop=drop, shopper_id=shopper_id)
+    try:
+        entry = entry_get(drop=drop, shopper_id=shopper_id)
+    except QueueUnavailable:  # live updates are best effort; the page reads its entry again meanwhile
+        return
     if entry is not None:
         _publish(drop.pk, entries={shopper_id: {"type": "entry", **entry.as_dict()}})
 

@@ -21,6 +21,7 @@ class JoinResult(enum.IntEnum):
     POW_REPLAYED = 6
     DEVICE_LIMIT = 7
     PARKED = 8
+    UNAVAILABLE = 10
 
 
 class StartResult(enum.IntEnum):

@@ -14,6 +14,7 @@ from inventory.models import Drop, DropState
 from inventory.redis_keys import inventory_keys
 from inventory.selectors import drop_state_get, stock_get
 
+from .errors import QueueUnavailable
 from .redis_keys import queue_keys
 from .scripts import HoldState, lua_script
 
@@ -155,6 +156,8 @@ def entry_call(*, drop: Drop, shopper_id: int) -> tuple[list[str], list]:
 def entry_from_raw(*, drop: Drop, raw: list) -> Entry | None:
     """Interpret ``entry.lua``'s answer; None when the shopper is not in the queue."""
     ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds, hold, deferred = raw
+    if stock == -1 and drop.armed_at is not None:
+        raise QueueUnavailable  # the drop's keys are gone: "not in the queue" would be a false final answer
     if ticket == NOT_QUEUED:
         return None
     outcome = outcome.decode() if isinstance(outcome, bytes) else outcome

@@ -35,6 +35,7 @@ from .errors import (
     NotAdmitted,
     PowReplayed,
     QueueSoldOut,
+    QueueUnavailable,
     UsernameTaken,
 )
 from .redis_keys import queue_keys
@@ -91,7 +92,7 @@ def join_call(
     ]  # fmt: skip
     args = [
         shopper_id, 1 if require_authorization else 0, pow_ttl, drop.max_accounts_per_device,
-        1 if park_reasons else 0, ",".join(park_reasons or []),
+        1 if park_reasons else 0, ",".join(park_reasons or []), 1 if drop.armed_at else 0,
     ]  # fmt: skip
     return JoinPlan(keys=keys, args=args)
 
@@ -101,6 +102,8 @@ def join_result(*, drop: Drop, raw: list) -> tuple[Entry | None, bool]:
     (the caller reads it whole), or the domain error."""
     code, ticket, serving, length = raw
     result = JoinResult(code)
+    if result is JoinResult.UNAVAILABLE:
+        raise QueueUnavailable
     if result is JoinResult.AUTHORIZATION_REQUIRED:
         raise AuthorizationRequired
     if result is JoinResult.SOLD_OUT:

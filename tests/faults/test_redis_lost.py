@@ -102,3 +102,72 @@ def test_redis_lost_mid_sale_pauses_rebuilds_and_never_oversells(private_redis, 
         EntryStatus.SOLD_OUT,
         EntryStatus.PURCHASED,
     )
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_while_a_drops_redis_state_is_missing_every_answer_about_it_is_a_503_never_a_final_no(
+    settings, redis, fast_path
+):
+    import requests
+
+    from tests.conftest import BROWSER_USER_AGENT, serving_asgi
+    from tests.factories import UserFactory
+    from tests.security.conftest import csrf_pair, session_for
+    from tests.waitingroom.support import authorize, solved
+
+    # Given an admitted shopper and a waiting one, then Redis loses the drop's keys (restarted empty)
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    settings.WAITINGROOM_FAST_PATH = fast_path
+    settings.POW_COST = 50
+    drop = DropFactory(slug="air", quantity=5, admission_rate=1, checkout_window=600)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    admitted, waiting, newcomer = UserFactory(), UserFactory(), UserFactory()
+    for user in (admitted, waiting, newcomer):
+        authorize(redis, drop, user)
+    for user in (admitted, waiting):
+        services.ticket_issue(drop=drop, shopper_id=user.pk)
+    now = int(time.time() * 1000)
+    services.queue_admit_batch(drop=drop, now_ms=now, publish=False)
+    services.queue_admit_batch(drop=drop, now_ms=now + 1000, publish=False)
+    persistence.queue_persist(drop=drop)
+    from inventory.redis_keys import drop_tag
+    from waitingroom.redis_keys import queue_keys
+
+    lost = list(redis.scan_iter(match=f"{drop_tag(drop.pk)}:*"))
+    assert lost
+    redis.delete(*lost)
+
+    def session(user):
+        http = requests.Session()
+        csrf = csrf_pair()
+        http.cookies.set("sessionid", session_for(user))
+        http.cookies.set("csrftoken", csrf)
+        http.headers.update({"X-CSRFToken": csrf, "User-Agent": BROWSER_USER_AGENT})
+        return http
+
+    with serving_asgi() as base:
+        api = f"{base}/api/drops/air"
+        # When they read their place, buy, or a newcomer joins, while the state is missing
+        answers = [
+            session(admitted).get(f"{api}/queue", timeout=10),
+            session(waiting).get(f"{api}/queue", timeout=10),
+            session(admitted).post(f"{api}/purchase", json={}, timeout=10),
+        ]
+        newcomer_http = session(newcomer)
+        challenge = newcomer_http.get(f"{api}/challenge", timeout=10).json()
+        answers.append(newcomer_http.post(f"{api}/queue", json={
+            "altcha": solved(challenge), "fingerprint": "device-newcomer-1", "signals": {"languages": 2},
+        }, timeout=10))  # fmt: skip
+
+        # Then every answer is "try again" (503 with Retry-After), never a final 403, 404 or 409
+        for response in answers:
+            assert response.status_code == 503, (response.request.url, response.text)
+            assert response.json()["error"]["code"] in ("service_unavailable", "inventory_unavailable")
+            assert int(response.headers["Retry-After"]) >= 1
+        assert redis.hlen(queue_keys(drop.pk).entries) == 0  # nobody joined on a guess
+
+        # When the drop is rebuilt (the beat's check, every second), the same reads answer as before
+        assert checkout_services.queue_save_all() == {"air": -1}
+        assert session(admitted).get(f"{api}/queue", timeout=10).json()["status"] == "admitted"
+        assert session(waiting).get(f"{api}/queue", timeout=10).json()["status"] == "waiting"

@@ -9,9 +9,9 @@
 -- ARGV[1] shopper id  ARGV[2] 1 when a card is required (else the entry needs no hold to be admitted)
 -- ARGV[3] seconds the marker lives
 -- ARGV[4] accounts allowed per device  ARGV[5] 1 to park the entry (never admitted)
--- ARGV[6] the reasons, comma-separated, counted when the entry is parked
+-- ARGV[6] the reasons, comma-separated, counted when the entry is parked  ARGV[7] 1 when the drop is armed
 -- Returns {code, ticket, serving, length}: 1 TICKETED, 2 PREQUEUED, 3 EXISTING, 4 AUTHORIZATION_REQUIRED,
---   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED
+--   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED, 10 UNAVAILABLE (the drop's Redis state is missing)
 -- (Accounts per card are counted when the hold is placed: the card's fingerprint is known only then.)
 local serving = tonumber(redis.call('GET', KEYS[6]) or '0')
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
@@ -19,6 +19,9 @@ if existing then
   return {3, tonumber(existing), serving, redis.call('HLEN', KEYS[1])}
 end
 local stock = redis.call('GET', KEYS[8])
+if not stock and ARGV[7] == '1' then
+  return {10, 0, serving, 0}  -- an armed drop's keys are gone (Redis lost them): no answer would be true
+end
 if stock and tonumber(stock) <= 0 and redis.call('HLEN', KEYS[9]) == 0 then
   return {5, 0, serving, redis.call('HLEN', KEYS[1])}
 end
