@@ -60,6 +60,7 @@ PLUMBING = (
     "flashsale/logs.py",
     "flashsale/ratelimits.py",
     "flashsale/net.py",
+    "flashsale/security.py",
 )
 
 
@@ -211,10 +212,15 @@ def markdown(args, report: dict, facts, baseline: str, cpu: dict[str, float], pr
     lines += [f"| {name} | {value} |" for name, value in rows_build(report)]
     free = rate.get("free_flow")
     off = "" if not free else f" ({(free - rate['setting']) / rate['setting'] * 100:+.1f}% of the setting)"
+
+    def per_second(value) -> str:
+        return "not measured" if value is None else f"{value}/s"
+
     lines += [
-        f"| Admission rate | set {rate['setting']}/s (the baseline); measured {free}/s in free flow "
+        f"| Admission rate | set {rate['setting']}/s (the baseline); measured {per_second(free)} in free flow "
         f"over {rate['free_flow_seconds']} s and {rate['free_flow_ticks']} ticks, on the ticks' Redis clock{off}; "
-        f"{rate['free_flow_sampled']}/s on the sampler's clock; {rate['while_moving']}/s while the queue moved "
+        f"{per_second(rate['free_flow_sampled'])} on the sampler's clock; {per_second(rate['while_moving'])} while "
+        "the queue moved "
         f"({rate['while_moving_seconds']} s) |",
         f"| Baseline: GET /healthz on this stack (wrk, 5 s, before the drop) | {baseline} |",
         f"| Join latency p50 / p99 | {report['join_latency_ms']['p50']} / {report['join_latency_ms']['p99']} ms |",
