@@ -10,10 +10,11 @@ export REDIS_URL
 # The suite's own database (15) on the same server, whatever database REDIS_URL names.
 TEST_REDIS_URL ?= $(shell printf '%s' '$(REDIS_URL)' | sed -E 's#(/[0-9]*)?$$#/15#')
 export TEST_REDIS_URL
-# The local settings (visibly local: DEBUG, a local-only secret key, localstripe); what a deploy runs
-# (flashsale.asgi, flashsale.wsgi, Celery) defaults to flashsale.settings.production.
-DJANGO_SETTINGS_MODULE ?= flashsale.settings.base
-export DJANGO_SETTINGS_MODULE
+# `make run` uses the local settings (visibly local: DEBUG, a local-only secret key, localstripe) and
+# `make test` the test settings; what a deploy runs (flashsale.asgi, flashsale.wsgi, Celery) defaults to
+# flashsale.settings.production.
+run serve: export DJANGO_SETTINGS_MODULE ?= flashsale.settings.base
+test: export DJANGO_SETTINGS_MODULE = flashsale.settings.test
 # Where `make run` serves its localstripe (a second `make run` beside the first needs another port).
 LOCALSTRIPE_PORT ?= 8420
 export LOCALSTRIPE_PORT

@@ -89,8 +89,9 @@ def card_refresh(*, drop: Drop, authorization: Authorization) -> str | None:
 
     A hold that is now placed lets the shopper be admitted at once.
     """
+    waiting = authorization.status == AuthorizationStatus.REQUIRES_ACTION
     secret = payment_services.authorization_client_secret(authorization)
-    if authorization.status != AuthorizationStatus.REQUIRES_ACTION:
+    if waiting and authorization.status != AuthorizationStatus.REQUIRES_ACTION:  # it changed just now
         state = hold_state_of(authorization)
         if state is not None:
             queue_services.hold_states_set(drop=drop, states={authorization.shopper_id: state})
@@ -141,8 +142,9 @@ def holds_place_due(*, drop: Drop, budget_seconds: float | None = None) -> Holds
 
     One run per drop at a time (a Redis lock); each hold is claimed in the database before its one
     Stripe call, whose idempotency key is the authorization's, so a run that dies midway places no
-    hold twice and the next run finishes what it left (a stale claim is taken over). Never sleeps:
-    an empty bucket ends the run, and the next one (beat, every second) goes on.
+    hold twice and the next run finishes what it left (a stale claim is taken over). A run lasts at
+    most its budget (waiting for the Stripe bucket's tokens as they come); the next one (beat, every
+    second) goes on.
     """
     budget = settings.HOLDS_RUN_SECONDS if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
