@@ -42,8 +42,14 @@ SECURITY_SETTINGS = [
 ]
 
 
+def _clean_environ() -> dict:
+    """This process's environment without anything a deploy would set (make exports REDIS_URL, say)."""
+    names = ("DJANGO_", "STRIPE_", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "TEST_REDIS_URL")
+    return {k: v for k, v in os.environ.items() if not k.startswith(names)}
+
+
 def _manage(*args: str, env: dict) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "ALLOWED_HOSTS"))}
+    clean = _clean_environ()
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=django_settings.BASE_DIR,
@@ -114,8 +120,7 @@ def test_production_cookies_are_secure_httponly_samesite_and_hsts_is_sent(monkey
 def test_what_a_deploy_runs_gets_the_production_settings_unless_it_opts_out(entry_point):
     """Without DJANGO_SETTINGS_MODULE the server and the workers take the production settings: with nothing
     configured they refuse to start and say what is missing; configured, they start, DEBUG off."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "ALLOWED_HOSTS"))}
-    clean = {k: v for k, v in clean.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    clean = _clean_environ()
     probe = f"import {entry_point}; from django.conf import settings; print(settings.SETTINGS_MODULE, settings.DEBUG)"
 
     def run(env: dict) -> subprocess.CompletedProcess:
