@@ -48,3 +48,14 @@ def rate_limited(group: str, *, methods: tuple[str, ...] = ("POST",)):
         return wrapper
 
     return decorate
+
+
+def password_sign_in_limited(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Slow down password guessing on the sign-in pages (the shop's and the admin's, counted together):
+    10 attempts a minute per address and 5 per username; past that, 429 with Retry-After (through
+    RATELIMIT_VIEW). A password list against one account from many addresses meets the second."""
+    from django_ratelimit.decorators import ratelimit
+
+    for key, rate in (("ip", "10/m"), ("post:username", "5/m")):
+        view = ratelimit(group="password-sign-in", key=key, rate=rate, method="POST", block=True)(view)
+    return view

@@ -7,10 +7,12 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
+from flashsale.ratelimits import password_sign_in_limited
 from inventory.selectors import drop_list_visible
 
 from . import selectors
@@ -31,6 +33,7 @@ def _next_page(request: HttpRequest) -> str:
     return target if target and safe else "/"
 
 
+@method_decorator(password_sign_in_limited, name="dispatch")
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True

@@ -111,3 +111,25 @@ def test_a_clients_mistake_is_one_log_line_without_a_traceback(client, caplog, r
         ClientErrorFilter().filter(record)
         assert record.exc_info is None
         assert "Traceback" not in logging.Formatter().format(record)
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/"])
+def test_password_guessing_on_the_sign_in_pages_is_throttled(settings, path):
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    # Given the merchandiser's account, and a client trying passwords from one address
+    settings.RATELIMIT_ENABLE = True
+    UserFactory(username="merchandiser", is_staff=True)
+    client = Client()
+    answers = [
+        client.post(path, {"username": "merchandiser", "password": f"guess-{i}"}).status_code for i in range(6)
+    ]
+
+    # Then the first five are the form again, and the sixth is told to wait
+    assert answers[:5] == [200] * 5
+    assert answers[5] == 429
+    # and another address trying the same account is refused too (the per-username limit)
+    other = Client(REMOTE_ADDR="198.51.100.77")
+    assert other.post(path, {"username": "merchandiser", "password": "guess-7"}).status_code == 429
