@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
 from flashsale.redis import redis_client
 from inventory import selectors, services
@@ -134,8 +134,9 @@ def _assert_every_unit_counted(drop, outcomes, seen):
     assert drop.sold == STOCK
     assert not Order.objects.filter(drop=drop, status=OrderStatus.PENDING).exists()
     assert Order.objects.filter(drop=drop, status=OrderStatus.FAILED).count() == totals["payment_failed"]
-    per_shopper = paid.values("shopper_id").annotate(units=Sum("quantity")).values_list("units", flat=True)
-    assert max(per_shopper) <= LIMIT
+    per_shopper = paid.values("shopper_id").annotate(orders=Count("pk"), units=Sum("quantity"))
+    assert {row["orders"] for row in per_shopper} == {1}  # one live order per shopper and drop, exactly
+    assert max(row["units"] for row in per_shopper) <= LIMIT  # of at most the per-customer limit
 
     stock = selectors.stock_get(drop=drop)
     assert (stock.redis, stock.redis_sold, stock.held) == (0, STOCK, 0)
