@@ -31,7 +31,9 @@ def database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def start_celery(tmp_path, redis_prefix, *, name: str, extra_env=None, beat: bool = True) -> subprocess.Popen:
+def start_celery(
+    tmp_path, redis_prefix, *, name: str, extra_env=None, beat: bool = True, queues: str = ""
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "flashsale.settings.test",
@@ -42,6 +44,8 @@ def start_celery(tmp_path, redis_prefix, *, name: str, extra_env=None, beat: boo
     }
     command = [sys.executable, "-m", "celery", "-A", "flashsale", "worker", "--pool", "solo", "--loglevel", "WARNING",
                "-n", f"{name}@%h"]  # fmt: skip
+    if queues:
+        command += ["-Q", queues]
     if beat:
         command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
     # A process group of its own: the embedded beat is a child process, and a kill must take it too.
@@ -232,3 +236,39 @@ def test_a_worker_killed_while_placing_holds_places_none_twice_and_loses_none(
     per_hold = Counter(pi.metadata.to_dict().get("authorization_id") for pi in intents
                        if pi.created >= int(drop.created_at.timestamp()))  # fmt: skip
     assert {key: n for key, n in per_hold.items() if key in ours} == dict.fromkeys(ours, 1)  # no second hold
+
+
+def test_a_saturated_payments_queue_does_not_slow_admission(tmp_path, redis_prefix, redis):
+    from celery import Celery
+
+    # Given a live drop admitting 20 a second, a worker for Stripe work (the default queue) and one for ticks,
+    # as the Procfile runs them
+    drop = DropFactory(quantity=10_000, admission_rate=20, checkout_window=600)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    for shopper in range(1, 501):
+        services.ticket_issue(drop=drop, shopper_id=shopper, require_authorization=False)
+    sender = Celery(broker=settings.REDIS_URL, set_as_current=False)
+    sender.conf.broker_transport_options = {"global_keyprefix": f"{redis_prefix}:celery:"}
+    # and a default queue buried under 3,000 tasks (cancellation checks; each reads the database)
+    for _ in range(3_000):
+        sender.send_task("payments.tasks.authorizations_cancel_due", queue="celery")
+    workers = [
+        start_celery(tmp_path, redis_prefix, name="stripe-work", beat=False, queues="celery"),
+        start_celery(tmp_path, redis_prefix, name="ticker", beat=False, queues="ticks,holds"),
+    ]
+    try:
+        # When beat sends the admission tick every half second for 6 s
+        assert wait_until(lambda: redis.llen(f"{redis_prefix}:celery:celery") < 3_000, 30)  # work has begun
+        started, start_served = time.monotonic(), served(drop)
+        while time.monotonic() - started < 6:
+            sender.send_task("flashsale.checkout.tasks.queue_tick_all", queue="ticks")
+            time.sleep(0.5)
+        elapsed, admitted = time.monotonic() - started, served(drop) - start_served
+
+        # Then admission kept its rate (20 a second, within a tick), while the default queue was still busy
+        assert admitted >= 20 * (elapsed - 1.5), (admitted, elapsed, (tmp_path / "ticker.log").read_text())
+        assert redis.llen(f"{redis_prefix}:celery:celery") > 0
+    finally:
+        for worker in workers:
+            kill_group(worker, signal.SIGTERM)

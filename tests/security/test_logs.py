@@ -123,9 +123,7 @@ def test_password_guessing_on_the_sign_in_pages_is_throttled(settings, path):
     settings.RATELIMIT_ENABLE = True
     UserFactory(username="merchandiser", is_staff=True)
     client = Client()
-    answers = [
-        client.post(path, {"username": "merchandiser", "password": f"guess-{i}"}).status_code for i in range(6)
-    ]
+    answers = [client.post(path, {"username": "merchandiser", "password": f"guess-{i}"}).status_code for i in range(6)]
 
     # Then the first five are the form again, and the sixth is told to wait
     assert answers[:5] == [200] * 5
