@@ -19,6 +19,9 @@ from .redis_keys import queue_keys
 from .scripts import HoldState, lua_script
 
 DROP_CACHE_SECONDS = 1.0
+# States whose lost Redis keys are not rebuilt (nothing is open: an ended drop, or one whose pre-queue has
+# not opened), so a missing key there means "not queued", not "try again".
+RECOVERED_NEVER = (DropState.ENDED, DropState.SCHEDULED)
 DROP_CACHE_SIZE = 256  # drops kept per process (live drops are a handful)
 NOT_QUEUED = -2  # entry.lua's answer for a shopper with no entry (-1 is a parked entry)
 _drop_cache: dict[str, tuple[float, Drop | None]] = {}
@@ -156,7 +159,7 @@ def entry_call(*, drop: Drop, shopper_id: int) -> tuple[list[str], list]:
 def entry_from_raw(*, drop: Drop, raw: list) -> Entry | None:
     """Interpret ``entry.lua``'s answer; None when the shopper is not in the queue."""
     ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds, hold, deferred = raw
-    if stock == -1 and drop.armed_at is not None:
+    if stock == -1 and drop.armed_at is not None and drop.state_at(remaining=1) not in RECOVERED_NEVER:
         raise QueueUnavailable  # the drop's keys are gone: "not in the queue" would be a false final answer
     if ticket == NOT_QUEUED:
         return None

@@ -212,3 +212,14 @@ def test_the_drop_cache_keeps_no_misses_and_stays_bounded(monkeypatch):
 
     # Then no miss was kept, and only the three drops read last are
     assert list(selectors._drop_cache) == [drop.slug for drop in real[-3:]]
+
+
+def test_an_ended_drop_whose_keys_are_gone_answers_not_queued_not_try_again(redis):
+    from inventory.redis_keys import drop_tag
+
+    # Given a drop that ended (its keys are never rebuilt) and whose Redis keys are gone
+    drop = armed(slug="over", ends_at=timezone.now() - timedelta(hours=2))
+    redis.delete(*redis.scan_iter(match=f"{drop_tag(drop.pk)}:*"))
+
+    # Then reading an entry is a final "not in the queue", not a 503 that would never end
+    assert selectors.entry_get(drop=drop, shopper_id=1) is None
