@@ -25,8 +25,12 @@ the drop's start:
 
 ``--at auto`` spreads the faults over the plain run's time to sell out. The Markdown report (both
 runs side by side, the fault timeline, machine facts, the command) goes to stdout, progress to
-stderr. The exit code is 1 if either run oversold a unit or answered a 5xx other than the designed
-``503 service_unavailable`` of an outage (any 5xx with --strict-5xx), 2 if the stack failed.
+stderr. After each run it checks that the sale healed by itself: every shopper was told an outcome,
+every unit was sold (when demand exceeded them), every PaymentIntent captured at localstripe is a paid or
+refunded order, and ``reconcile_drop --dry-run`` finds nothing to change. The exit code is 1 if either
+run oversold a unit, answered a 5xx other than the designed ``503 service_unavailable`` of an outage
+(any 5xx with --strict-5xx) or failed a healing check, 2 if the stack failed. ``--json PATH`` writes
+the reports, the timeline and the checks for a test to read (tests/faults/test_sale_heals.py).
 Everything started is stopped on the way out, on Ctrl-C or SIGTERM too; --max-seconds bounds the
 whole run.
 """
@@ -94,7 +98,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "database is away, with Retry-After, is shown but does not fail the run)",
     )
     p.add_argument("--keep-logs", action="store_true", help="keep the services' logs (their directory is printed)")
+    p.add_argument("--only-chaos", action="store_true", help="skip the plain run (needs --at with every fault)")
+    p.add_argument("--json", metavar="PATH", help="also write the reports, the timeline and the checks as JSON here")
     args = p.parse_args(argv)
+    if args.only_chaos and args.at == "auto":
+        p.error("--only-chaos needs --at (auto spreads the faults over the plain run's time to sell out)")
     args.fault_list = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = set(args.fault_list) - set(FAULTS)
     if unknown:
@@ -156,6 +164,7 @@ class Faults:
     errors: list[str] = field(default_factory=list)
     thread: threading.Thread | None = None
     busy: set[str] = field(default_factory=set)  # services down on purpose right now
+    rebuilt_after: float | None = None  # seconds from Redis's restart to the drop's stock key being back
 
     def start(self, starts_at: float) -> None:
         self.starts_at = starts_at
@@ -194,33 +203,35 @@ class Faults:
         drop_id = drop_id_get(database, self.slug)
         t = tag(drop_id)
         before = redis_get(stack, lambda r: (r.hlen(f"{t}:q:entries"), r.llen(f"{t}:q:journal"),
-                                             r.hlen(f"{t}:authorized"), r.get(f"{t}:stock")))  # fmt: skip
+                                             r.hlen(f"{t}:q:holds"), r.get(f"{t}:stock")))  # fmt: skip
         stack.redis.kill()
         saved = db_one(database, "SELECT count(*) FROM waitingroom_queueentry WHERE drop_id = %s", (drop_id,))
-        entries, journal, authorized, stock = before or (None, None, None, None)
+        entries, journal, cards, stock = before or (None, None, None, None)
         self.note(
             f"redis: SIGKILL (queue entries in Redis {entries}, journal not yet saved {journal}, saved rows {saved}; "
-            f"authorized hash {authorized}; stock {int(stock) if stock is not None else None})"
+            f"cards in the holds hash {cards}; stock {int(stock) if stock is not None else None})"
         )
         time.sleep(self.args.redis_down)
         stack.redis.start()
         self.note("redis: restarted, empty")
         restarted = time.monotonic()
         while time.monotonic() - restarted < 30 and not self.stopping.is_set():
-            # inventory_rebuild writes the stock, then queue_rebuild the queue (serving is always set)
-            if redis_get(stack, lambda r: r.exists(f"{t}:stock", f"{t}:q:serving")) == 2:
+            # the rebuild writes the card holds, then the queue, then the stock (the sign that the drop is back)
+            if redis_get(stack, lambda r: r.exists(f"{t}:stock")) == 1:
+                self.rebuilt_after = round(time.monotonic() - restarted, 2)
                 after = redis_get(stack, lambda r: (r.hlen(f"{t}:q:entries"), r.get(f"{t}:stock"),
-                                                    r.hlen(f"{t}:authorized")))  # fmt: skip
-                authorized_db = db_one(
+                                                    r.hlen(f"{t}:q:holds")))  # fmt: skip
+                cards_db = db_one(
                     database,
-                    "SELECT count(*) FROM payments_authorization WHERE drop_id = %s AND status = 'authorized'",
+                    "SELECT count(DISTINCT shopper_id) FROM payments_authorization WHERE drop_id = %s "
+                    "AND status IN ('scheduled', 'authorized', 'captured', 'requires_action', 'failed')",
                     (drop_id,),
                 )
-                entries, stock, authorized = after or (None, None, None)
+                entries, stock, cards = after or (None, None, None)
                 self.note(
-                    f"redis: stock and queue rebuilt by beat after {time.monotonic() - restarted:.1f} s "
-                    f"(queue entries {entries}, stock {int(stock) if stock is not None else None}; authorized hash "
-                    f"{authorized} vs {authorized_db} authorized holds in the database)"
+                    f"redis: card holds, queue and stock rebuilt {self.rebuilt_after:.1f} s after the restart "
+                    f"(queue entries {entries}, stock {int(stock) if stock is not None else None}; cards in the "
+                    f"holds hash {cards}, shoppers with a card in the database {cards_db})"
                 )
                 return
             time.sleep(0.1)
@@ -376,6 +387,70 @@ def outage_503(report: dict) -> int:
     return sum(n for key, n in report["server_errors"].items() if key.endswith(OUTAGE_503))
 
 
+# How a shopper's journey may end: each is an answer the shopper was given. Anything else ("not_in_queue",
+# "authorization_required", "service_unavailable", "timed_out"...) is a shopper left without one.
+FINAL_OUTCOMES = {
+    "bought", "sold_out", "sold_out_at_checkout", "refused_as_bot", "declined", "admitted_did_not_buy",
+    "admission_expired",
+}  # fmt: skip
+
+
+def healing_checks(stack: Stack, report: dict) -> dict:
+    """What the issue calls healed: the sale went on by itself. Returns each check's figures and its failures.
+
+    - every shopper was told an outcome (none left waiting, none given a wrong final answer);
+    - every unit was sold when more shoppers wanted one than there were units;
+    - money: every PaymentIntent captured at Stripe (asked, not taken from our database) is a paid order or
+      was refunded: captured = paid + refunded;
+    - ``reconcile_drop --dry-run`` finds the stores in agreement (nothing for it to change).
+    """
+    import requests
+
+    slug, checks, failures = report["drop"], {}, []
+    left = {k: v for k, v in report["outcomes"].items() if v and k not in FINAL_OUTCOMES}
+    checks["shoppers_without_outcome"] = left
+    if left or report.get("unfinished_shoppers"):
+        unfinished = report.get("unfinished_shoppers")
+        failures.append(f"shoppers left without an outcome: {_codes(left)}; unfinished {unfinished}")
+    buyers = sum((report.get("outcomes_by_role") or {}).get("buyer", {}).values())
+    units = report["units_accounted"]
+    checks["units_sold"] = f"{units['paid']} of {units['quantity']} ({buyers} buyers)"
+    if buyers > units["quantity"] and units["paid"] != units["quantity"]:
+        failures.append(f"not every unit was sold: {checks['units_sold']}")
+    drop_id = drop_id_get(stack.database, slug)
+    import psycopg
+
+    database = stack.database
+    with psycopg.connect(f"host={database.host} port={database.port} user={database.user} dbname={database.name}") as c:
+        intents = [row[0] for row in c.execute(
+            "SELECT payment_intent_id FROM payments_authorization WHERE drop_id = %s AND payment_intent_id IS NOT NULL",
+            (drop_id,)).fetchall()]  # fmt: skip
+        paid = c.execute("SELECT count(*) FROM inventory_order WHERE drop_id = %s AND status = 'paid'", (drop_id,))
+        paid = paid.fetchone()[0]
+        refunded = c.execute(
+            "SELECT count(DISTINCT r.order_id) FROM payments_refund r JOIN inventory_order o ON o.id = r.order_id "
+            "WHERE o.drop_id = %s", (drop_id,)).fetchone()[0]  # fmt: skip
+    stripe = f"http://127.0.0.1:{stack.services['localstripe'].port}"
+    captured = 0
+    with requests.Session() as http:
+        http.auth = ("sk_test_localstripe", "")
+        for intent in intents:
+            answer = http.get(f"{stripe}/v1/payment_intents/{intent}", timeout=10)
+            answer.raise_for_status()
+            captured += answer.json().get("status") == "succeeded"
+    checks["money"] = {"captured_at_stripe": captured, "paid": paid, "refunded": refunded}
+    if captured != paid + refunded:
+        failures.append(f"captured {captured} at Stripe but paid {paid} + refunded {refunded}")
+    reconcile = subprocess.run([sys.executable, "manage.py", "reconcile_drop", slug, "--dry-run"], cwd=ROOT,
+                               env=stack.env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    agree = reconcile.returncode == 0 and json.loads(reconcile.stdout).get("agree") is True
+    checks["reconcile_finds_nothing"] = agree
+    if not agree:
+        failures.append(f"reconcile_drop --dry-run: {reconcile.stdout.strip() or reconcile.stderr.strip()}")
+    checks["failures"] = failures
+    return checks
+
+
 def _codes(counts: dict) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
 
@@ -458,7 +533,23 @@ def rows_build(report: dict) -> list[tuple[str, str]]:
             f"{report['seconds']['shoppers']} s / {report['seconds']['total_with_settling']} s",
         ),
         ("simulate_drop exit code", f"{report['exit_code']} ({'ok' if report['ok'] else 'not ok'})"),
+        *_healing_rows(report.get("healing")),
     ]
+
+
+def _healing_rows(healing: dict | None) -> list[tuple[str, str]]:
+    if not healing:
+        return []
+    money = healing["money"]
+    return [
+        ("Shoppers left without an outcome (bar: none)", f"**{_codes(healing['shoppers_without_outcome'])}**"),
+        ("Units sold", healing["units_sold"]),
+        ("Captured at Stripe = paid + refunded",
+         f"{money['captured_at_stripe']} = {money['paid']} + {money['refunded']}"
+         + ("" if money["captured_at_stripe"] == money["paid"] + money["refunded"] else " (**NO**)")),
+        ("`reconcile_drop --dry-run` finds nothing to change",
+         "yes" if healing["reconcile_finds_nothing"] else "**NO**"),
+    ]  # fmt: skip
 
 
 def markdown(args, reports: dict[str, dict], faults: Faults | None, facts, schedule, failures: list[str]) -> str:
@@ -521,13 +612,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start(log)
         remaining = args.max_seconds - (time.monotonic() - began)
-        reports["plain"] = simulate(stack, args, label="plain", budget=remaining / 2)
-        schedule = schedule_make(args, reports["plain"]["time_to_sell_out_seconds"])
+        if not args.only_chaos:
+            reports["plain"] = simulate(stack, args, label="plain", budget=remaining / 2)
+        schedule = schedule_make(args, reports["plain"]["time_to_sell_out_seconds"] if "plain" in reports else None)
         log("fault schedule: " + ", ".join(f"{name} at +{at:g} s" for name, at in schedule))
         faults = Faults(stack=stack, args=args, schedule=schedule, slug="")
         remaining = args.max_seconds - (time.monotonic() - began)
         reports["chaos"] = simulate(stack, args, label="chaos", budget=remaining - 30, faults=faults)
         failures += faults.errors
+        for label, report in reports.items():
+            report["healing"] = healing_checks(stack, report)
+            failures += [f"{label} run: {failure}" for failure in report["healing"]["failures"]]
         facts = machine_facts(stack, load_at_start)
     except KeyboardInterrupt as exc:
         failures.append(f"interrupted ({exc or 'Ctrl-C'})")
@@ -549,6 +644,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(log_dir, ignore_errors=True)
     if reports:
         print(markdown(args, reports, faults, facts, schedule, failures))
+    if args.json:
+        timeline = [{"at": e.at, "what": e.what} for e in faults.events] if faults is not None else []
+        Path(args.json).write_text(json.dumps({
+            "reports": reports, "timeline": timeline, "failures": failures,
+            "redis_rebuilt_after_seconds": faults.rebuilt_after if faults is not None else None,
+        }, indent=2, default=str))  # fmt: skip
+    if any("run: " in failure for failure in failures) and code == 0:
+        code = 1  # a healing check failed
     for label, report in reports.items():
         failing_5xx = report["server_errors_5xx"] - (0 if args.strict_5xx else outage_503(report))
         if report["oversold"] or failing_5xx:

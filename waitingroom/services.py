@@ -45,6 +45,7 @@ from .selectors import Entry, EntryStatus
 logger = logging.getLogger(__name__)
 
 BULK_BATCH = 5_000
+HOLDS_RESTORE_CHUNK = 5_000
 ADMIT_MAX_PER_TICK = 10_000
 ENDED_TICK_SECONDS = 60
 JOINABLE = {DropState.PREQUEUE, DropState.LIVE, DropState.PAUSED}
@@ -340,13 +341,18 @@ def hold_card_released(*, drop_id: int, shopper_ids: list[int]) -> None:
 
 
 def holds_restore(*, drop_id: int, states: dict[int, str]) -> None:
-    """Write the holds' states back after Redis lost them (from the database's authorizations)."""
+    """Write the holds' states back after Redis lost them (from the database's authorizations).
+
+    A state already there was written since Redis came back (a card given during the rebuild) and is
+    newer than the database's: it is kept.
+    """
     key = queue_keys(drop_id).holds
-    pipe = redis_client().pipeline(transaction=True)
-    pipe.delete(key)
-    if states:
-        pipe.hset(key, mapping=states)
-    pipe.execute()
+    items = list(states.items())
+    for start in range(0, len(items), HOLDS_RESTORE_CHUNK):
+        pipe = redis_client().pipeline(transaction=False)
+        for shopper_id, state in items[start : start + HOLDS_RESTORE_CHUNK]:
+            pipe.hsetnx(key, shopper_id, state)
+        pipe.execute()
 
 
 def admission_check(*, drop: Drop, shopper_id: int) -> Entry:

@@ -7,6 +7,7 @@ ahead of admission, at the shared Stripe rate, and the queue admits a shopper on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -40,13 +41,14 @@ from waitingroom import selectors as queue_selectors
 from waitingroom import services as queue_services
 from waitingroom.scripts import HoldState
 
-from .redis_keys import holds_lock_key
+from .redis_keys import holds_lock_key, recover_lock_key
 
 logger = logging.getLogger(__name__)
 
 EXPIRED_RELEASE_BATCH = 500  # shoppers per release task (one query for their holds)
 NO_CARD = ""  # the hold scheduler's word for a shopper whose card is gone
 HOLDS_MOST_PER_RUN = 2_000
+RECOVER_LOCK_SECONDS = 120  # longer than rebuilding the largest queue takes
 
 
 # --- The card step ---------------------------------------------------------------------------------
@@ -494,27 +496,58 @@ def _order_settle(*, order: Order) -> str:
 def drop_recover_if_lost(*, drop: Drop) -> bool:
     """Rebuild the drop's stock, holds and queue when Redis lost them (the stock key is the sign); True if it did.
 
-    Until then claims fail closed (no stock key) and the tick admits nobody (no free stock).
+    Until the stock key is back, claims fail closed, the tick admits nobody, and every answer about
+    the drop is "try again" (503). So the stock is written last: a join or a read in the middle of the
+    rebuild still sees the drop as missing, never a half-restored queue (a ticket in an empty queue
+    that the rebuild then wipes, or "no card" before the holds are back). One process at a time.
     """
-    if redis_client().exists(inventory_keys(drop.pk).stock):
+    client = redis_client()
+    if client.exists(inventory_keys(drop.pk).stock):
         return False
-    logger.error("drop %s: its Redis keys are gone; rebuilding stock, card holds and queue from the database", drop.pk)
-    inventory_services.inventory_rebuild(drop=drop)
-    states = {}
-    for shopper_id, authorization in payment_selectors.authorizations_latest(drop_id=drop.pk).items():
-        state = hold_state_of(authorization)
-        if state is not None:
-            states[shopper_id] = state
-    queue_services.holds_restore(drop_id=drop.pk, states=states)
-    persistence.queue_rebuild(drop=drop)
+    lock = client.lock(recover_lock_key(drop.pk), timeout=RECOVER_LOCK_SECONDS, blocking=False)
+    if not lock.acquire():
+        return False  # another process is rebuilding it
+    try:
+        if client.exists(inventory_keys(drop.pk).stock):
+            return False  # rebuilt while this process waited
+        logger.error("drop %s: its Redis keys are gone; rebuilding card holds, queue and stock from the database",
+                     drop.pk)  # fmt: skip
+        states = {}
+        for shopper_id, authorization in payment_selectors.authorizations_latest(drop_id=drop.pk).items():
+            state = hold_state_of(authorization)
+            if state is not None:
+                states[shopper_id] = state
+        queue_services.holds_restore(drop_id=drop.pk, states=states)
+        persistence.queue_rebuild(drop=drop)
+        inventory_services.inventory_rebuild(drop=drop)
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()
     return True
+
+
+def drops_open() -> list[Drop]:
+    """The armed drops whose pre-queue is open and that have not ended: those whose Redis state must exist."""
+    now = timezone.now()
+    return list(Drop.objects.filter(armed_at__isnull=False, prequeue_opens_at__lte=now).exclude(ends_at__lte=now))
+
+
+def drops_recover_lost(*, drops: list[Drop]) -> list[str]:
+    """Rebuild those of ``drops`` whose Redis state is gone (one round trip when none is); their slugs."""
+    if not drops:
+        return []
+    pipe = redis_client().pipeline(transaction=False)
+    for drop in drops:
+        pipe.exists(inventory_keys(drop.pk).stock)
+    present = pipe.execute()
+    lost = [drop for drop, there in zip(drops, present, strict=True) if not there]
+    return [drop.slug for drop in lost if drop_recover_if_lost(drop=drop)]
 
 
 def queue_save_all() -> dict[str, int]:
     """For every open, armed drop: recover what Redis lost, else save the queue's journal (beat, every second)."""
-    now = timezone.now()
     saved = {}
-    for drop in Drop.objects.filter(armed_at__isnull=False, prequeue_opens_at__lte=now).exclude(ends_at__lte=now):
+    for drop in drops_open():
         if drop_recover_if_lost(drop=drop):
             saved[drop.slug] = -1
         else:

@@ -249,6 +249,9 @@ HOLDS_RUN_SECONDS = env.float("HOLDS_RUN_SECONDS", default=0.9)
 # A hold being placed for longer than this belongs to a placer that died: another run places it again,
 # with the same idempotency key (so Stripe answers as it did the first time). Above STRIPE_TIMEOUT.
 HOLDS_PLACING_STALE_SECONDS = env.float("HOLDS_PLACING_STALE_SECONDS", default=60.0)
+# The ticker worker asks Redis this often whether an open drop's state was lost, and rebuilds it from the
+# database at once (0 turns the watch off; the beat's once-a-second check remains).
+DROP_RECOVERY_POLL_SECONDS = env.float("DROP_RECOVERY_POLL_SECONDS", default=0.25)
 # Holds placed at once by one run (Stripe answers in a few hundred ms; the bucket sets the pace).
 HOLDS_CONCURRENCY = env.int("HOLDS_CONCURRENCY", default=8)
 # How long the client secret of a hold waiting for 3-D Secure is kept (cache) for the shopper's page.

@@ -148,6 +148,8 @@ def report_build(
             "attempted": stats.joins_attempted,
             "answered": stats.joins_answered,
             "unanswered": stats.joins_attempted - stats.joins_answered,
+            # Places lost with Redis (joined in the second before it died, not yet saved): joined again.
+            "joined_again": stats.steps["joined_again"],
         },
         "latency_ms": stats.latency_summary(),
         # Latencies above are measured in the simulation's one event loop: when it wakes late, every

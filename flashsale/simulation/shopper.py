@@ -106,6 +106,7 @@ class Shopper:
         if net.forwarded_for:
             self.headers["X-Forwarded-For"] = plan.address
         self.sessions: dict[str, aiohttp.ClientSession] = {}
+        self.rejoined = False
 
     async def run(self) -> str:
         """Make the whole journey; return how it ended."""
@@ -263,6 +264,11 @@ class Shopper:
             status, entry = await self._call("position", "GET", f"/api/drops/{self.net.slug}/queue", missable=True)
         except Missed:
             return last
+        if status == 404 and _code(entry) == "not_in_queue" and not self.rejoined:
+            # The place was lost with Redis (a join the last second's save missed): join again, as the page does.
+            self.rejoined = True
+            self.stats.steps["joined_again"] += 1
+            return await self._join()
         if status != 200:
             raise JourneyOver(_outcome(entry))
         return entry

@@ -12,20 +12,61 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-async function call(method, url, body) {
+async function call(method, url, body, headers = {}) {
   const response = await fetch(url, {
     method,
     credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = response.status === 204 ? {} : await response.json();
   return { status: response.status, data, headers: response.headers };
 }
 
+// --- riding out an outage ------------------------------------------------------------------------
+// A 503 (the sale's store briefly away, or being rebuilt) and a 429 say when to ask again (Retry-After);
+// no answer at all (the network, a proxy's HTML error page) is treated the same. The shopper keeps their
+// place meanwhile, and the page says so instead of showing an error.
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const RETRYABLE = new Set([0, 429, 503]);
+let outage = false;
+
+function retryDelay(result, attempt) {
+  const named = Number(result.headers ? result.headers.get("Retry-After") : NaN);
+  const base = Number.isFinite(named) && named > 0 ? named * 1000 : 2000;
+  return Math.min(30000, base * 2 ** Math.min(attempt, 4)) + Math.random() * 500;
+}
+
+function outageSay(ms) {
+  outage = true;
+  say(`The sale is catching up; you keep your place. Checking again in ${Math.max(1, Math.round(ms / 1000))} s.`);
+}
+
+async function callSafely(method, url, body, headers) {
+  try {
+    return await call(method, url, body, headers);
+  } catch (err) {
+    console.warn(`${method} ${url}: no answer`, err);
+    return { status: 0, data: {}, headers: null };
+  }
+}
+
+// Send again after a 503, a 429 or no answer (at most `tries` times), waiting as the server asks.
+async function callPatiently(method, url, body, { tries = 10, headers } = {}) {
+  let result;
+  for (let attempt = 0; attempt < tries; attempt++) {
+    result = await callSafely(method, url, body, headers);
+    if (!RETRYABLE.has(result.status)) return result;
+    const wait = retryDelay(result, attempt);
+    outageSay(wait);
+    await sleep(wait);
+  }
+  return result;
+}
+
 function say(text) { $("status").textContent = text; }
 function fail(data) {
-  $("error").textContent = data?.error?.message || "Something went wrong; try again.";
+  $("error").textContent = data?.error?.message || "The shop is not answering; try again in a minute.";
   if (!lastEntry) say("");  // drop a "checking…" that no longer applies
 }
 
@@ -55,7 +96,9 @@ function renderDrop(frame) {
 }
 
 function renderEntry(entry) {
-  const previous = lastEntry && lastEntry.status;
+  // After an outage message, say the shopper's state again even if it did not change.
+  const previous = outage ? null : lastEntry && lastEntry.status;
+  outage = false;
   lastEntry = entry;
   const join = $("join"), buy = $("buy"), progress = $("progress");
   if (join) join.hidden = true;
@@ -106,19 +149,26 @@ function pollDelay() {
 function startPolling() {
   if (pollRun) return;
   const run = (pollRun = ++pollRuns);
+  let failures = 0;
   const poll = async () => {
+    let delay = pollDelay();
     try {
-      const drop = await call("GET", api);
+      const drop = await callSafely("GET", api);
       if (drop.status === 200) renderDrop(drop.data);
+      let entry = null;
       if (lastEntry) {
-        const entry = await call("GET", `${api}/queue`);
+        entry = await callSafely("GET", `${api}/queue`);
         if (entry.status === 200) renderEntry(entry.data);
+        else if (entry.status === 404 && entry.data?.error?.code === "not_in_queue") placeLost();
       }
-    } catch (err) {
-      // No answer (the network, or a proxy's HTML error page): read again at the next turn.
-      console.warn("poll failed", err);
+      const failed = [drop, entry].find((result) => result && RETRYABLE.has(result.status));
+      if (failed) {
+        // Back off while the sale is away (as long as it asks, doubling), and tell the shopper why.
+        delay = Math.max(delay, retryDelay(failed, failures++));
+        if (lastEntry) outageSay(delay);
+      } else failures = 0;
     } finally {
-      if (pollRun === run) pollTimer = setTimeout(poll, pollDelay());
+      if (pollRun === run) pollTimer = setTimeout(poll, delay);
     }
   };
   pollTimer = setTimeout(poll, pollDelay());
@@ -189,13 +239,28 @@ function automationSignals() {
   };
 }
 
+// The place was lost with the sale's store (a join made in the second before it failed, not yet saved):
+// join again at once, with a new proof-of-work. Once per page: a second loss shows the Join button.
+let rejoined = false;
+function placeLost() {
+  if (rejoined) {
+    lastEntry = null;
+    $("join").hidden = false;
+    say("Your place in line was lost. Press Join to queue again.");
+    return;
+  }
+  rejoined = true;
+  say("Your place in line was lost while the sale restarted. Joining again…");
+  join();
+}
+
 async function join() {
   $("error").textContent = "";
   $("join").disabled = true;
   say("Checking you are not a bot…");
   try {
     const body = { altcha: await proofOfWork(), fingerprint: await fingerprint(), signals: automationSignals() };
-    const joined = await call("POST", `${api}/queue`, body);
+    const joined = await callPatiently("POST", `${api}/queue`, body);
     if (joined.status === 200 || joined.status === 201) renderEntry(joined.data);
     else if (joined.status === 402) { cardHeld = false; $("hold").hidden = false; fail(joined.data); }
     else fail(joined.data);
@@ -206,9 +271,11 @@ async function join() {
   }
 }
 
+// One key per press of Buy: the same press sent again (after a 503 or no answer) is the same purchase.
 async function buy() {
   $("buy").disabled = true;
-  const bought = await call("POST", `${api}/purchase`, {});
+  const key = `page-${crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`}`;
+  const bought = await callPatiently("POST", `${api}/purchase`, {}, { headers: { "Idempotency-Key": key } });
   $("buy").disabled = false;
   if (bought.status === 200 || bought.status === 201) renderEntry({ ...lastEntry, status: "purchased" });
   else fail(bought.data);
@@ -235,6 +302,7 @@ async function stripeReady() {
 }
 
 function showCard(auth) {
+  if (outage && !lastEntry) { outage = false; say(""); }  // the card step got through after all
   const counts = CARD_COUNTS.has(auth.status);
   cardHeld = counts;
   const card = auth.card ? `${auth.card.brand} ending ${auth.card.last4}` : "your card";
@@ -280,7 +348,7 @@ async function hold() {
   $("hold").disabled = true;
   try {
     await stripeReady();
-    const result = await giveCard({ api, call, paymentMethod: await paymentMethod() });
+    const result = await giveCard({ api, call: callPatiently, paymentMethod: await paymentMethod() });
     if (result.status === 200 || result.status === 202) {
       showCard(result.data);
       if (lastEntry && lastEntry.status === "payment_required") say("Card saved. You keep your place.");
@@ -302,6 +370,6 @@ if (root.dataset.signedIn === "1") {
   $("join").addEventListener("click", join);
   $("buy").addEventListener("click", buy);
   call("GET", "/api/session");  // sets the csrftoken cookie
-  call("GET", `${api}/queue`).then((entry) => { if (entry.status === 200) renderEntry(entry.data); });
+  callPatiently("GET", `${api}/queue`).then((entry) => { if (entry.status === 200) renderEntry(entry.data); });
   connect();
 }

@@ -1,0 +1,74 @@
+"""A watch in the ticker worker that rebuilds a drop within a fraction of a second of Redis coming back.
+
+The beat's ``queue_save_all`` notices a lost drop too, but only once the worker has found the broker
+again, and the broker is usually the same Redis: Celery's consumer retries its connection after 2 s,
+then 4 s, 6 s... so a drop would stay paused for seconds after Redis answers. This thread does not
+need the broker: every ``DROP_RECOVERY_POLL_SECONDS`` it asks Redis whether each open drop's state is
+there (one round trip) and rebuilds the ones that are gone (``drop_recover_if_lost``, under a lock, so
+several tickers rebuild a drop once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from celery import bootsteps
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+DROPS_LIST_SECONDS = 5.0  # how long the list of open drops is reused before it is read again
+WATCHED_QUEUE = "ticks"
+
+
+class RecoveryWatch(bootsteps.StartStopStep):
+    """Runs in workers that serve the ``ticks`` queue (the ticker; a worker serving every queue too)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, worker) -> None:
+        consumed = set(worker.app.amqp.queues.consume_from or ())
+        interval = settings.DROP_RECOVERY_POLL_SECONDS
+        if interval <= 0 or (consumed and WATCHED_QUEUE not in consumed):
+            return
+        self.thread = threading.Thread(target=self._run, args=(interval,), name="drop-recovery-watch", daemon=True)
+        self.thread.start()
+
+    def stop(self, worker) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def _run(self, interval: float) -> None:
+        from . import services  # Django's apps are ready once the worker runs (not when this module loads)
+
+        drops: list = []
+        listed = -DROPS_LIST_SECONDS
+        failing = False
+        while not self.stopping.wait(interval):
+            try:
+                if time.monotonic() - listed >= DROPS_LIST_SECONDS:
+                    close_old_connections()
+                    drops, listed = services.drops_open(), time.monotonic()
+                rebuilt = services.drops_recover_lost(drops=drops)
+                if rebuilt:
+                    listed = -DROPS_LIST_SECONDS  # read the drops again: a rebuild may take long
+                if failing:
+                    logger.warning("drop recovery watch: Redis and the database answer again")
+                failing = False
+            except (RedisError, DatabaseError, OSError) as exc:
+                if not failing:  # one line per outage, not four a second
+                    logger.warning("drop recovery watch: %s; trying again every %.2f s", exc, interval)
+                failing = True
+                close_old_connections()
+            except Exception:
+                logger.exception("drop recovery watch failed; trying again")
