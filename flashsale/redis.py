@@ -1,6 +1,8 @@
-"""The Redis connections the project's own scripts use: django-redis's pool, and one asyncio client per loop."""
+"""The Redis connections the project's own code uses, one per role (see REDIS_URL in the settings): the
+sale's keys and pub/sub on django-redis's pools, and one asyncio client per loop and URL for the lean path."""
 
 import asyncio
+from functools import cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -13,7 +15,9 @@ from redis.connection import parse_url
 from flashsale.lean_redis import SCHEMES as LEAN_SCHEMES
 from flashsale.lean_redis import LeanRedis
 
-_async_clients: dict[int, AsyncRedis | LeanRedis] = {}
+SALE_ALIAS = "sale"  # the settings' CACHES entry whose pool holds the sale's connections
+
+_async_clients: dict[tuple[int, str], AsyncRedis | LeanRedis] = {}
 
 
 def pubsub_namespace() -> str:
@@ -22,32 +26,51 @@ def pubsub_namespace() -> str:
     Pub/sub ignores the database number, so two instances on one Redis server with different
     databases (two ``make run``s) would otherwise hear each other's channels.
     """
-    database = parse_url(settings.REDIS_URL).get("db", 0)
+    database = parse_url(settings.PUBSUB_URL).get("db", 0)
     return f"{settings.FLASHSALE_REDIS_PREFIX}:{database}"
 
 
 def redis_client() -> Redis:
-    """Return the shared client of the default cache's connection pool."""
-    return get_redis_connection("default")
+    """Return the client of the sale's keys (REDIS_URL), on django-redis's shared pool."""
+    return get_redis_connection(SALE_ALIAS)
 
 
-def async_redis_client() -> AsyncRedis | LeanRedis:
-    """Return this event loop's asyncio client (the lean join path uses it).
+def pubsub_client() -> Redis:
+    """Return the client live updates are published with (PUBSUB_URL)."""
+    if settings.PUBSUB_URL == settings.REDIS_URL:
+        return redis_client()
+    return _plain_client(settings.PUBSUB_URL)
+
+
+@cache
+def _plain_client(url: str) -> Redis:
+    return Redis.from_url(url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_connect_timeout=2)
+
+
+def cache_url(alias: str) -> str:
+    """The Redis URL of a django-redis cache alias (its primary, when it lists several)."""
+    location = settings.CACHES[alias]["LOCATION"]
+    return location if isinstance(location, str) else location[0]
+
+
+def async_redis_client(url: str | None = None) -> AsyncRedis | LeanRedis:
+    """Return this event loop's asyncio client of ``url`` (by default REDIS_URL, the sale's keys).
+
+    The lean join path uses it, for the sale's keys and for sessions (the session cache's URL).
 
     For redis:// and unix:// URLs, one pipelined connection (``flashsale.lean_redis``): every
     request in flight shares it. Otherwise (TLS, say) redis-py's asyncio client on a plain pool,
     large: a blocking pool's condition variable cost every request measurable CPU; should a burst
     exhaust it, the error sends that request through Django, whose pool waits.
     """
-    loop = id(asyncio.get_running_loop())
-    client = _async_clients.get(loop)
+    url = url or settings.REDIS_URL
+    key = (id(asyncio.get_running_loop()), url)
+    client = _async_clients.get(key)
     if client is None:
-        if urlsplit(settings.REDIS_URL).scheme in LEAN_SCHEMES:
-            client = LeanRedis(settings.REDIS_URL, timeout=settings.REDIS_SOCKET_TIMEOUT)
+        if urlsplit(url).scheme in LEAN_SCHEMES:
+            client = LeanRedis(url, timeout=settings.REDIS_SOCKET_TIMEOUT)
         else:
-            pool = ConnectionPool.from_url(
-                settings.REDIS_URL, max_connections=1000, socket_timeout=settings.REDIS_SOCKET_TIMEOUT
-            )
+            pool = ConnectionPool.from_url(url, max_connections=1000, socket_timeout=settings.REDIS_SOCKET_TIMEOUT)
             client = AsyncRedis(connection_pool=pool)
-        _async_clients[loop] = client
+        _async_clients[key] = client
     return client

@@ -5,9 +5,10 @@ import logging
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
+from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
-from flashsale.redis import redis_client
+from flashsale.redis import SALE_ALIAS, cache_url, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +23,15 @@ def healthz(request):
     except DatabaseError as exc:
         logger.warning("health check: database unavailable: %s", exc)
         failing["database"] = "unavailable"
-    try:
-        redis_client().ping()
-    except (RedisError, OSError) as exc:
-        logger.warning("health check: redis unavailable: %s", exc)
-        failing["redis"] = "unavailable"
+    clients = {"redis": redis_client}  # the sale's keys; the cache too when it is a Redis of its own
+    if cache_url("default") != cache_url(SALE_ALIAS):
+        clients["cache"] = lambda: get_redis_connection("default")
+    for part, client in clients.items():
+        try:
+            client().ping()
+        except (RedisError, OSError) as exc:
+            logger.warning("health check: %s unavailable: %s", part, exc)
+            failing[part] = "unavailable"
     if failing:
         return JsonResponse({"status": "unavailable", "failing": failing}, status=503)
     return JsonResponse({"status": "ok"})

@@ -88,7 +88,7 @@ class DropAdmin(admin.ModelAdmin):
     ]
     list_filter = ["paused", "is_draft"]
     search_fields = ["slug", "product__title"]
-    readonly_fields = ["sold", "armed_at", "created_at"]
+    readonly_fields = ["sold", "armed_at", "redis_released_at", "created_at"]
     actions = ["pause_drops", "resume_drops", "end_drops", "reconcile_drops"]
     list_select_related = ["product"]
 

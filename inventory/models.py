@@ -83,6 +83,9 @@ class Drop(models.Model):
     )
     paused = models.BooleanField(default=False)
     armed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    redis_released_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the closed drop's Redis keys were deleted."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -98,6 +101,10 @@ class Drop(models.Model):
     @property
     def title(self) -> str:
         return self.product.title
+
+    def closed(self, now: datetime | None = None) -> bool:
+        """Over by the database's figures: ended, or every unit in an order (pending ones count)."""
+        return self.state_at(now) in (DropState.ENDED, DropState.SOLD_OUT)
 
     def state_at(self, now: datetime | None = None, *, remaining: int | None = None) -> DropState:
         """Return the state at ``now`` given the unsold units (database figure when not given)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
 from flashsale.redis import redis_client
@@ -138,3 +138,24 @@ def buyers_get(*, drop: Drop) -> set[int]:
             "shopper_id", flat=True
         )
     )
+
+
+def drops_redis_releasable(*, cutoff: datetime) -> list[Drop]:
+    """Armed drops whose Redis keys may go: closed since before ``cutoff`` (ended then, or sold out with its
+    last order settled then) and with no order still pending. Drops already released are not listed."""
+    drops, now = [], timezone.now()
+    for drop in Drop.objects.filter(armed_at__isnull=False, redis_released_at__isnull=True):
+        if not drop.closed(now) or drop.orders.filter(status=OrderStatus.PENDING).exists():
+            continue
+        if drop.ends_at is not None and drop.ends_at <= now:
+            closed_at = drop.ends_at
+        else:
+            closed_at = drop.orders.aggregate(last=Max("updated_at"))["last"]
+        if closed_at is not None and closed_at <= cutoff:
+            drops.append(drop)
+    return drops
+
+
+def drops_redis_released_since(*, since: datetime) -> list[Drop]:
+    """Drops whose Redis keys were released after ``since`` (their deletion is repeated should keys be back)."""
+    return list(Drop.objects.filter(redis_released_at__gte=since))

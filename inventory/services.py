@@ -245,6 +245,26 @@ def drop_retire(*, drop: Drop) -> Drop:
     return drop
 
 
+def drop_redis_release(*, drop: Drop) -> int:
+    """Delete every Redis key of a closed drop (all carry its hash tag); return how many were deleted.
+
+    Recorded in the database first, so that nothing rebuilds the keys meanwhile (the recovery of lost
+    keys skips released drops that are closed) and a run cut off in the middle is repeated.
+    """
+    if drop.redis_released_at is None:
+        drop.redis_released_at = timezone.now()
+        Drop.objects.filter(pk=drop.pk).update(redis_released_at=drop.redis_released_at)
+    client, deleted, batch = redis_client(), 0, []
+    for key in client.scan_iter(match=f"{drop_tag(drop.pk)}:*", count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            deleted += client.unlink(*batch)
+            batch = []
+    if batch:
+        deleted += client.unlink(*batch)
+    return deleted
+
+
 # --- Units in Redis ----------------------------------------------------------------------------
 
 

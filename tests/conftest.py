@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django_redis import get_redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flashsale.redis import redis_client
@@ -19,13 +20,13 @@ def redis_prefix(settings):
     prefix = f"{settings.FLASHSALE_REDIS_PREFIX}:{uuid.uuid4().hex[:10]}"
     settings.FLASHSALE_REDIS_PREFIX = prefix
     # The cache (sessions, rate-limit counters) gets the same private prefix.
-    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
+    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
     yield prefix
     try:
-        client = redis_client()
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        for client in {id(c): c for c in (redis_client(), get_redis_connection("default"))}.values():
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
     except RedisConnectionError:
         pass  # a test's private Redis that is already gone took its keys with it
 

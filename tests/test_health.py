@@ -13,18 +13,25 @@ def test_healthz_ok(client):
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
+DEAD_REDIS = {
+    "BACKEND": "django_redis.cache.RedisCache",
+    "LOCATION": "redis://127.0.0.1:1/0",
+    "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+}
+
+
 def test_healthz_names_redis_when_it_is_down(client):
-    dead = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-        }
-    }
-    with override_settings(CACHES=dead):
+    with override_settings(CACHES={"default": DEAD_REDIS, "sale": DEAD_REDIS}):
         response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "failing": {"redis": "unavailable"}}
+
+
+def test_healthz_names_the_cache_when_its_own_redis_is_down(client, settings):
+    with override_settings(CACHES={**settings.CACHES, "default": DEAD_REDIS}):
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failing": {"cache": "unavailable"}}
 
 
 def test_healthz_refuses_post(client):
@@ -41,14 +48,9 @@ def test_migrations_are_complete():
 
 def test_a_redis_outage_on_the_api_is_a_503_not_a_500(client, make_drop):
     make_drop(slug="air")
-    dead = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-        }
-    }
-    with override_settings(CACHES=dead, SESSION_ENGINE="django.contrib.sessions.backends.db"):
+    with override_settings(
+        CACHES={"default": DEAD_REDIS, "sale": DEAD_REDIS}, SESSION_ENGINE="django.contrib.sessions.backends.db"
+    ):
         response = client.get("/api/drops")
     assert (response.status_code, response.json()["error"]["code"]) == (503, "service_unavailable")
     assert response["Retry-After"] == "2"

@@ -41,7 +41,7 @@ from flashsale.logs import log_context, log_context_set
 from flashsale.lua import lua_source
 from flashsale.metrics import JOINS
 from flashsale.net import client_ip
-from flashsale.redis import async_redis_client
+from flashsale.redis import async_redis_client, cache_url
 from flashsale.wsgi_bridge import ClientGone
 from inventory.errors import InventoryError
 from inventory.redis_keys import drop_tag
@@ -257,7 +257,8 @@ async def _session(session_key: str) -> dict:
     if not session_key or settings.SESSION_ENGINE != "django.contrib.sessions.backends.cached_db":
         raise FallThrough
     cache_client = _session_cache_client()
-    raw = await async_redis_client().execute_command("GET", cache_client.make_key(SESSION_CACHE_PREFIX + session_key))
+    sessions = async_redis_client(cache_url(settings.SESSION_CACHE_ALIAS))  # CACHE_URL's Redis, not the sale's
+    raw = await sessions.execute_command("GET", cache_client.make_key(SESSION_CACHE_PREFIX + session_key))
     if raw is None:
         raise FallThrough  # only in the database: Django loads it and puts it back in the cache
     data = cache_client.decode(raw)

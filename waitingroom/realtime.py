@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from flashsale.redis import redis_client
+from flashsale.redis import pubsub_client
 
 from .errors import QueueUnavailable
 from .redis_keys import updates_channel, updates_pattern
@@ -45,7 +45,7 @@ def _publish(drop_id: int, *, frame: dict | None = None, entries: dict[int, dict
         "entries": {str(k): json.dumps(v) for k, v in (entries or {}).items()},
     }
     try:
-        redis_client().publish(updates_channel(drop_id), json.dumps(message))
+        pubsub_client().publish(updates_channel(drop_id), json.dumps(message))
     except RedisError as exc:  # live updates are best effort: polling still answers
         logger.warning("could not publish updates for drop %s: %s", drop_id, exc)
 
@@ -146,7 +146,7 @@ class Hub:
     async def _listen(self) -> None:
         backoff = 0.5
         while True:
-            client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5)
+            client = aioredis.Redis.from_url(settings.PUBSUB_URL, socket_timeout=None, socket_connect_timeout=5)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(updates_pattern())

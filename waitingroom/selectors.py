@@ -156,10 +156,17 @@ def entry_call(*, drop: Drop, shopper_id: int) -> tuple[list[str], list]:
     return keys, [shopper_id]
 
 
+def _rebuilt_when_lost(drop: Drop) -> bool:
+    """Whether the drop's keys, when missing, are being rebuilt (answer "try again"), not gone for good."""
+    if drop.redis_released_at is not None and drop.closed():
+        return False  # released on purpose, a while after it closed
+    return drop.state_at(remaining=1) not in RECOVERED_NEVER
+
+
 def entry_from_raw(*, drop: Drop, raw: list) -> Entry | None:
     """Interpret ``entry.lua``'s answer; None when the shopper is not in the queue."""
     ticket, serving, length, expires_ms, outcome, rate, last_ticket, stock, holds, hold, deferred = raw
-    if stock == -1 and drop.armed_at is not None and drop.state_at(remaining=1) not in RECOVERED_NEVER:
+    if stock == -1 and drop.armed_at is not None and _rebuilt_when_lost(drop):
         raise QueueUnavailable  # the drop's keys are gone: "not in the queue" would be a false final answer
     if ticket == NOT_QUEUED:
         return None

@@ -39,6 +39,7 @@ from payments.stripe_client import STRIPE_NETWORK_ERRORS, stripe_token_await, st
 from waitingroom import persistence
 from waitingroom import selectors as queue_selectors
 from waitingroom import services as queue_services
+from waitingroom.redis_keys import queue_keys
 from waitingroom.scripts import HoldState
 
 from .redis_keys import holds_lock_key, recover_lock_key
@@ -529,7 +530,9 @@ def drop_recover_if_lost(*, drop: Drop) -> bool:
 def drops_open() -> list[Drop]:
     """The armed drops whose pre-queue is open and that have not ended: those whose Redis state must exist."""
     now = timezone.now()
-    return list(Drop.objects.filter(armed_at__isnull=False, prequeue_opens_at__lte=now).exclude(ends_at__lte=now))
+    drops = Drop.objects.filter(armed_at__isnull=False, prequeue_opens_at__lte=now).exclude(ends_at__lte=now)
+    # A sold-out drop whose keys were released on purpose is not rebuilt (unless a unit came back).
+    return [drop for drop in drops if drop.redis_released_at is None or not drop.closed(now)]
 
 
 def drops_recover_lost(*, drops: list[Drop]) -> list[str]:
@@ -553,3 +556,31 @@ def queue_save_all() -> dict[str, int]:
         else:
             saved[drop.slug] = persistence.queue_persist(drop=drop)
     return saved
+
+
+# --- Redis keys of closed drops --------------------------------------------------------------------
+
+RELEASE_RETRY = timedelta(hours=1)  # released drops scanned again meanwhile, should a key be left or written late
+
+
+def drops_redis_release_due() -> dict[str, int]:
+    """Delete the Redis keys of drops closed for DROP_REDIS_KEEP_SECONDS, once their queue is saved (beat).
+
+    Orders, card holds and queue entries live in the database; the drop's page, the dashboard and
+    the shoppers' outcomes read Redis until then. Returns the keys deleted per drop.
+    """
+    now = timezone.now()
+    released = {}
+    cutoff = now - timedelta(seconds=settings.DROP_REDIS_KEEP_SECONDS)
+    for drop in inventory_selectors.drops_redis_releasable(cutoff=cutoff):
+        persistence.queue_persist(drop=drop)  # the journal's last entries
+        if redis_client().llen(queue_keys(drop.pk).journal):
+            continue  # another process is saving it: the next run
+        released[drop.slug] = inventory_services.drop_redis_release(drop=drop)
+        logger.info("drop %s: closed since before %s; %s Redis keys deleted", drop.pk, cutoff, released[drop.slug])
+    for drop in inventory_selectors.drops_redis_released_since(since=now - RELEASE_RETRY):
+        if drop.slug in released or not drop.closed(now):
+            continue
+        if deleted := inventory_services.drop_redis_release(drop=drop):
+            released[drop.slug] = deleted
+    return released

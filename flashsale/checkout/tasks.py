@@ -38,6 +38,12 @@ def purchases_settle() -> dict[str, int]:
     return {"paid": run.paid, "failed": run.failed, "refunded": run.refunded, "reconciled": run.reconciled}
 
 
+@shared_task(ignore_result=True, soft_time_limit=240, time_limit=270, expires=60)
+def drops_redis_release_due() -> dict[str, int]:
+    """Delete the Redis keys of drops closed for DROP_REDIS_KEEP_SECONDS, their queue saved (beat, 5 min)."""
+    return services.drops_redis_release_due()
+
+
 @shared_task(
     ignore_result=True,
     soft_time_limit=30,

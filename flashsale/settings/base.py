@@ -98,16 +98,31 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # the database pool's connections: a request holds one from its first query to its end.
 WEB_THREADS = env.int("WEB_THREADS", default=env.int("DATABASE_POOL_SIZE", default=20))
 
+# Redis has four roles here, each its own URL; by default all four are one Redis (databases apart, keys
+# prefixed), and a deploy splits them when one server is no longer enough or needs its own eviction policy:
+# - REDIS_URL: the sale's keys (queue, inventory, holds, locks). Never evicted: "noeviction".
+# - CACHE_URL: the cache, the sessions' cache and the rate-limit counters. May evict ("allkeys-lru").
+# - PUBSUB_URL: the live updates each web node subscribes to (no keys).
+# - CELERY_BROKER_URL: Celery's queues (kombu). Never evicted.
+# CHANNEL_LAYER_URL is the channel layer's (channels-redis), which only bench/fanout.py measures against.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHE_URL = env("CACHE_URL", default=REDIS_URL)
+PUBSUB_URL = env("PUBSUB_URL", default=REDIS_URL)
+CHANNEL_LAYER_URL = env("CHANNEL_LAYER_URL", default=REDIS_URL)
 # Prefix of every key flashsale writes to Redis itself (the cache has its own KEY_PREFIX).
 FLASHSALE_REDIS_PREFIX = env("FLASHSALE_REDIS_PREFIX", default="fs")
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=5.0)
+# A drop's keys in Redis expire this long after it ends (sold out, ended, canceled), once its queue and
+# orders are saved in the database; meanwhile its page and the dashboard still read them.
+DROP_REDIS_KEEP_SECONDS = env.int("DROP_REDIS_KEEP_SECONDS", default=24 * 3600)
 
-CACHES = {
-    "default": {
+
+def redis_connection(url: str, *, key_prefix: str = "") -> dict:
+    """A django-redis connection (a "cache" alias) on ``url``; aliases with equal URLs share one pool."""
+    return {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": FLASHSALE_REDIS_PREFIX,
+        "LOCATION": url,
+        "KEY_PREFIX": key_prefix,
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": 2,
@@ -117,13 +132,20 @@ CACHES = {
             "CONNECTION_POOL_KWARGS": {"max_connections": 200, "timeout": 5, "health_check_interval": 30},
         },
     }
+
+
+CACHES = {
+    # Django's cache, sessions (cached_db) and django-ratelimit's counters.
+    "default": redis_connection(CACHE_URL, key_prefix=FLASHSALE_REDIS_PREFIX),
+    # Not a cache: the connection of the sale's own scripts (flashsale.redis.redis_client).
+    "sale": redis_connection(REDIS_URL),
 }
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "hosts": [{"address": CHANNEL_LAYER_URL, "socket_timeout": None}],
             "prefix": f"{FLASHSALE_REDIS_PREFIX}:asgi",
             "capacity": 1000,
         },
@@ -146,6 +168,7 @@ CELERY_BEAT_SCHEDULE = {
     "checkout-holds": {"task": "flashsale.checkout.tasks.holds_place_all", "schedule": 1.0},
     "checkout-save": {"task": "flashsale.checkout.tasks.queue_save_all", "schedule": 1.0},
     "checkout-settle": {"task": "flashsale.checkout.tasks.purchases_settle", "schedule": 10.0},
+    "checkout-redis-release": {"task": "flashsale.checkout.tasks.drops_redis_release_due", "schedule": 300.0},
 }
 # Admission ticks and the hold scheduler have queues of their own, so Stripe work (cancellation chains of
 # up to 20 s on the default queue) never delays them; the Procfile gives them their own worker. A worker

@@ -3,7 +3,7 @@
 import os
 
 from .base import *  # noqa: F403
-from .base import DATABASES, VAR_DIR, env
+from .base import DATABASES, VAR_DIR, env, redis_connection
 
 # Tests use their own Redis database unless REDIS_URL says otherwise, and a key
 # prefix per pytest-xdist worker so parallel workers never share a key.
@@ -12,24 +12,20 @@ REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 # A process a test starts (a Celery worker, a web server) is handed the test's own prefix.
 FLASHSALE_REDIS_PREFIX = env("FLASHSALE_TEST_PREFIX", default=f"fstest:{_worker}")
 
+# The cache (sessions, rate-limit counters) on the same Redis unless TEST_CACHE_URL says otherwise: the
+# suite runs once with it on another database to show the roles are apart (tests/test_redis_roles.py).
+CACHE_URL = env("TEST_CACHE_URL", default=REDIS_URL)
+PUBSUB_URL = REDIS_URL
+CHANNEL_LAYER_URL = REDIS_URL
 CACHES = {
-    "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": FLASHSALE_REDIS_PREFIX,
-        "OPTIONS": {
-            "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "SOCKET_TIMEOUT": 5,
-            "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
-            "CONNECTION_POOL_KWARGS": {"max_connections": 200, "timeout": 5},
-        },
-    }
+    "default": redis_connection(CACHE_URL, key_prefix=FLASHSALE_REDIS_PREFIX),
+    "sale": redis_connection(REDIS_URL),
 }
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "hosts": [{"address": CHANNEL_LAYER_URL, "socket_timeout": None}],
             "prefix": f"{FLASHSALE_REDIS_PREFIX}:asgi",
         },
     }

@@ -76,8 +76,8 @@ def private_redis(settings):
     """Point every Redis use of the project (inventory, queue, cache, sessions) at a private server."""
     server = PrivateRedis()
     server.start()
-    settings.REDIS_URL = server.url
-    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
+    settings.REDIS_URL = settings.CACHE_URL = settings.PUBSUB_URL = server.url
+    settings.CACHES = {alias: {**config, "LOCATION": server.url} for alias, config in settings.CACHES.items()}
     yield server
     if server.process and server.process.poll() is None:
         server.process.kill()

@@ -39,6 +39,7 @@ def start_celery(
         "DJANGO_SETTINGS_MODULE": "flashsale.settings.test",
         "DATABASE_URL": database_url(),
         "TEST_REDIS_URL": settings.REDIS_URL,
+        "TEST_CACHE_URL": settings.CACHE_URL,
         "FLASHSALE_TEST_PREFIX": redis_prefix,
         **(extra_env or {}),
     }

@@ -2,6 +2,7 @@
 
 import base64
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from unittest import mock
 from urllib.error import URLError
@@ -14,11 +15,12 @@ from inventory import services as inventory_services
 from tests.conftest import BROWSER_USER_AGENT
 from tests.factories import DropFactory, UserFactory
 from waitingroom import pow, selectors, services
+from waitingroom.fastpath import QueueFastPath
 from waitingroom.redis_keys import queue_keys
 from waitingroom.scripts import ReleaseResult
 from waitingroom.selectors import EntryStatus
 
-from .support import authorize, join_body, post, solved
+from .support import RealDjango, authorize, body_of, call, join_body, post, solved
 
 pytestmark = pytest.mark.django_db
 QUEUE = "/api/drops/air/queue"
@@ -28,6 +30,57 @@ QUEUE = "/api/drops/air/queue"
 def cheap_pow(settings):
     settings.POW_COST = 500
     selectors.drop_cache_clear()
+
+
+@dataclass
+class LeanAnswer:
+    """The lean path's answer, read as the tests read Django's responses."""
+
+    status_code: int
+    body: dict
+    headers: dict
+
+    def json(self) -> dict:
+        return self.body
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name.lower()]
+
+
+class Joins:
+    """Joins over one of the two paths production serves them by: Django's view (reached when the lean path
+    falls through) or the lean ASGI path in front of Django (``QueueFastPath``, with Django behind it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.django = RealDjango()
+        self.app = QueueFastPath(self.django)
+        self.sent = 0
+        self.falls_through = False  # the reCAPTCHA tests: Google's verify call is made on Django's path
+
+    def __call__(self, client, body):
+        if self.path == "django":
+            return post(client, QUEUE, body)
+        self.sent += 1
+        selectors.drop_cache_clear()
+        selectors.drop_cached_get(slug="air")  # as the first request of each second does, in a thread
+        if client.cookies.get("csrftoken") is None:
+            client.get("/api/session")
+        shopper = {"session": client.cookies["sessionid"].value, "csrf": client.cookies["csrftoken"].value}
+        user_agent, ip = client.defaults.get("HTTP_USER_AGENT", ""), client.defaults.get("REMOTE_ADDR", "127.0.0.1")
+        status, data, headers = call(
+            self.app, "POST", QUEUE, body=body_of(body), shopper=shopper, user_agent=user_agent, client_ip=ip
+        )
+        return LeanAnswer(status, data, headers)
+
+
+@pytest.fixture(params=["django", "lean"])
+def join(request):
+    """Post a join over each path; on the lean one, nothing falls through to Django unless the test says so."""
+    joins = Joins(request.param)
+    yield joins
+    if joins.path == "lean":
+        assert len(joins.django.calls) == (joins.sent if joins.falls_through else 0)
 
 
 @pytest.fixture
@@ -67,25 +120,25 @@ def error(response):
         (BROWSER_USER_AGENT, {"headless": True, "languages": 0}, {"headless": 1, "no_languages": 1}),
     ],
 )
-def test_automation_signals_are_refused_and_counted(redis, live, user_agent, signals, reasons):
+def test_automation_signals_are_refused_and_counted(redis, live, user_agent, signals, reasons, join):
     client, _user = shopper_client(redis, live, user_agent=user_agent)
     if user_agent == "":
         signals = {"languages": 0}
-    response = post(client, QUEUE, join_body(client, signals=signals))
+    response = join(client, join_body(client, signals=signals))
     assert error(response) == (403, "bot_suspected")
     assert entries(redis, live) == 0
     assert selectors.bot_stats_get(drop_id=live.pk).blocked == reasons
 
 
-def test_a_drop_can_park_suspects_in_a_queue_that_is_never_admitted(redis, live):
+def test_a_drop_can_park_suspects_in_a_queue_that_is_never_admitted(redis, live, join):
     live.bot_action = "park"
     live.save()
     honest, honest_user = shopper_client(redis, live)
     bot, bot_user = shopper_client(redis, live, user_agent="curl/8.5")
-    bot_entry = post(bot, QUEUE, join_body(bot))
+    bot_entry = join(bot, join_body(bot))
     assert bot_entry.status_code == 201
     assert (bot_entry.json()["status"], bot_entry.json()["ticket"]) == ("waiting", None)
-    assert post(honest, QUEUE, join_body(honest)).json()["ticket"] == 1
+    assert join(honest, join_body(honest)).json()["ticket"] == 1
     now = 1_800_000_000_000
     for second in range(5):
         services.queue_admit_batch(drop=live, now_ms=now + second * 1000, publish=False)
@@ -107,27 +160,27 @@ def test_a_drop_can_park_suspects_in_a_queue_that_is_never_admitted(redis, live)
     assert selectors.bot_stats_get(drop_id=live.pk).parked == {}
 
 
-def test_too_many_accounts_on_one_device(redis, live):
+def test_too_many_accounts_on_one_device(redis, live, join):
     clients = [shopper_client(redis, live)[0] for _ in range(3)]
     body = {"fingerprint": "same-device-hash-123"}
-    assert post(clients[0], QUEUE, join_body(clients[0], **body)).status_code == 201
-    assert post(clients[1], QUEUE, join_body(clients[1], **body)).status_code == 201
-    third = post(clients[2], QUEUE, join_body(clients[2], **body))
+    assert join(clients[0], join_body(clients[0], **body)).status_code == 201
+    assert join(clients[1], join_body(clients[1], **body)).status_code == 201
+    third = join(clients[2], join_body(clients[2], **body))
     assert error(third) == (403, "bot_suspected")
     assert entries(redis, live) == 2
     assert selectors.bot_stats_get(drop_id=live.pk).blocked == {"device_limit": 1}
     # the first account may still ask again: it is already queued on that device
-    again = post(clients[0], QUEUE, join_body(clients[0], **body))
+    again = join(clients[0], join_body(clients[0], **body))
     assert (again.status_code, again.json()["ticket"]) == (200, 1)
 
 
-def test_minimum_account_age(redis, live):
+def test_minimum_account_age(redis, live, join):
     live.min_account_age = 86_400
     live.save()
     young, _ = shopper_client(redis, live, age=timedelta(hours=2))
     old, _ = shopper_client(redis, live, age=timedelta(days=2))
-    assert error(post(young, QUEUE, join_body(young))) == (403, "bot_suspected")
-    assert post(old, QUEUE, join_body(old)).status_code == 201
+    assert error(join(young, join_body(young))) == (403, "bot_suspected")
+    assert join(old, join_body(old)).status_code == 201
     assert entries(redis, live) == 1
     assert selectors.bot_stats_get(drop_id=live.pk).blocked == {"account_too_new": 1}
 
@@ -143,25 +196,24 @@ def test_proof_of_work_gets_dearer_for_suspicious_requests(redis, live):
 # --- proof-of-work edge cases ---------------------------------------------------------------------
 
 
-def test_expired_proof_of_work_is_refused(redis, live):
+def test_expired_proof_of_work_is_refused(redis, live, join):
     client, user = shopper_client(redis, live)
     with mock.patch("waitingroom.pow.timezone.now", return_value=timezone.now() - timedelta(minutes=10)):
         stale = pow.challenge_create(drop_id=live.pk, shopper_id=user.pk)
-    response = post(client, QUEUE, {"altcha": solved(stale), "fingerprint": "fp-1234567890"})
+    response = join(client, {"altcha": solved(stale), "fingerprint": "fp-1234567890"})
     assert error(response) == (400, "pow_invalid")
     assert entries(redis, live) == 0
 
 
-def test_spliced_salt_with_a_string_number_is_refused(redis, live):
+def test_spliced_salt_with_a_string_number_is_refused(redis, live, join):
     """The v1 splicing trick: cut the signed salt before a parameter and smuggle it in the number."""
     client, user = shopper_client(redis, live)
     challenge = pow.challenge_create(drop_id=live.pk, shopper_id=user.pk)
     payload = json.loads(base64.b64decode(solved(challenge)))
     head, tail = payload["salt"].split("&", 1)  # "<hex>?expires=..." | "drop=..&shopper=..&"
     forged = {**payload, "salt": head, "number": f"{tail}{payload['number']}"}
-    response = post(
+    response = join(
         client,
-        QUEUE,
         {"altcha": base64.b64encode(json.dumps(forged).encode()).decode(), "fingerprint": "fp-1234567890"},
     )
     assert error(response) == (400, "pow_invalid")
@@ -178,9 +230,10 @@ def google_says(**answer):
 
 
 @pytest.fixture
-def recaptcha_on(settings):
+def recaptcha_on(settings, join):
     settings.RECAPTCHA_PUBLIC_KEY = "site-key"
     settings.RECAPTCHA_PRIVATE_KEY = "secret-key"
+    join.falls_through = True  # the lean path leaves reCAPTCHA to Django
 
 
 @pytest.mark.parametrize(
@@ -192,10 +245,10 @@ def recaptcha_on(settings):
         ({"success": True, "score": 0.9, "action": "login"}, (403, "bot_suspected")),
     ],
 )
-def test_recaptcha_verdicts(redis, live, recaptcha_on, answer, expected):
+def test_recaptcha_verdicts(redis, live, recaptcha_on, answer, expected, join):
     client, _ = shopper_client(redis, live)
     with google_says(**answer) as verify:
-        response = post(client, QUEUE, join_body(client, recaptcha="token-from-the-page"))
+        response = join(client, join_body(client, recaptcha="token-from-the-page"))
     assert b"response=token-from-the-page" in verify.call_args.args[0]
     if expected[1] is None:
         assert response.status_code == 201
@@ -205,17 +258,17 @@ def test_recaptcha_verdicts(redis, live, recaptcha_on, answer, expected):
         assert entries(redis, live) == 0
 
 
-def test_recaptcha_token_is_required_when_configured(redis, live, recaptcha_on):
+def test_recaptcha_token_is_required_when_configured(redis, live, recaptcha_on, join):
     client, _ = shopper_client(redis, live)
-    assert error(post(client, QUEUE, join_body(client))) == (400, "invalid_request")
+    assert error(join(client, join_body(client))) == (400, "invalid_request")
 
 
 @pytest.mark.parametrize(("fail_open", "expected"), [(False, 503), (True, 201)])
-def test_google_unreachable_fails_as_configured(redis, live, recaptcha_on, settings, fail_open, expected):
+def test_google_unreachable_fails_as_configured(redis, live, recaptcha_on, settings, fail_open, expected, join):
     settings.RECAPTCHA_FAIL_OPEN = fail_open
     client, _ = shopper_client(redis, live)
     with mock.patch("django_recaptcha.client.recaptcha_request", side_effect=URLError("unreachable")):
-        response = post(client, QUEUE, join_body(client, recaptcha="token"))
+        response = join(client, join_body(client, recaptcha="token"))
     assert response.status_code == expected
     if not fail_open:
         assert response.json()["error"]["code"] == "recaptcha_unavailable"
@@ -225,12 +278,12 @@ def test_google_unreachable_fails_as_configured(redis, live, recaptcha_on, setti
 # --- rate limits ------------------------------------------------------------------------------------
 
 
-def test_joins_are_rate_limited_per_shopper_with_retry_after(redis, live, settings):
+def test_joins_are_rate_limited_per_shopper_with_retry_after(redis, live, settings, join):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "queue-join": [("shopper", "3/m")]}
     client, _ = shopper_client(redis, live)
-    codes = [post(client, QUEUE, {"bad": "body"}).status_code for _ in range(4)]
+    codes = [join(client, {"bad": "body"}).status_code for _ in range(4)]
     assert codes == [400, 400, 400, 429]
-    limited = post(client, QUEUE, {})
+    limited = join(client, {})
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(limited["Retry-After"]) <= 60
 

@@ -1,36 +1,17 @@
 """The lean ASGI path for join and position: same answers as Django's view, without Django's cost."""
 
-import json
-from datetime import timedelta
-
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import HttpCommunicator
-from django.utils import timezone
 
 from inventory import services as inventory_services
-from tests.conftest import BROWSER_USER_AGENT
-from tests.factories import DropFactory, UserFactory
+from tests.factories import DropFactory
 from waitingroom import selectors, services
 from waitingroom.fastpath import QueueFastPath
 from waitingroom.redis_keys import queue_keys
 
-from .support import authorize, join_body
+from .support import Django, body_of, call, join_body, signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-class Django:
-    """Stands in for Django behind the fast path, to see what falls through."""
-
-    def __init__(self):
-        self.calls = []
-
-    async def __call__(self, scope, receive, send):
-        message = await receive()
-        self.calls.append((scope["path"], message.get("body", b"")))
-        await send({"type": "http.response.start", "status": 299, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
 
 
 @pytest.fixture(autouse=True)
@@ -50,30 +31,7 @@ def live(redis):
 
 @pytest.fixture
 def shopper(client, redis, live):
-    user = UserFactory(date_joined=timezone.now() - timedelta(days=30))
-    client.force_login(user)
-    authorize(redis, live, user)
-    csrf = client.get("/api/session").cookies["csrftoken"].value
-    return {"user": user, "client": client, "csrf": csrf, "session": client.cookies["sessionid"].value}
-
-
-def call(app, method, path, *, body=b"", shopper=None, csrf=True, headers=()):
-    cookie = ""
-    extra = [(b"host", b"testserver"), (b"user-agent", BROWSER_USER_AGENT.encode())]
-    if shopper:
-        cookie = f"sessionid={shopper['session']}; csrftoken={shopper['csrf']}"
-        if csrf:
-            extra.append((b"x-csrftoken", shopper["csrf"].encode()))
-    if cookie:
-        extra.append((b"cookie", cookie.encode()))
-    communicator = HttpCommunicator(app, method, path, body=body, headers=[*extra, *headers])
-    response = async_to_sync(communicator.get_response)()
-    header_map = {k.decode(): v.decode() for k, v in response["headers"]}
-    return response["status"], json.loads(response["body"] or b"{}"), header_map
-
-
-def body_of(data):
-    return json.dumps(data).encode()
+    return signed_in(client, redis, live)
 
 
 def test_join_and_position_without_django(shopper, live, django_assert_num_queries):

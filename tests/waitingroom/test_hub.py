@@ -69,11 +69,11 @@ async def test_a_stalled_socket_is_closed_and_the_broadcast_goes_on(monkeypatch)
 def test_two_instances_on_one_redis_server_do_not_hear_each_other(settings, redis):
     # Given two instances with the same key prefix on one Redis server, in databases 3 and 4 (pub/sub
     # channels ignore the database number)
-    base = settings.REDIS_URL.rsplit("/", 1)[0]
-    settings.REDIS_URL = f"{base}/3"
+    base = settings.PUBSUB_URL.rsplit("/", 1)[0]
+    settings.PUBSUB_URL = f"{base}/3"
     mine = updates_channel(42)
     pattern = updates_pattern()
-    settings.REDIS_URL = f"{base}/4"
+    settings.PUBSUB_URL = f"{base}/4"
     theirs = updates_channel(42)
     listener = redis.pubsub(ignore_subscribe_messages=True)
     listener.psubscribe(pattern)
