@@ -112,9 +112,9 @@ def test_the_simulation_measures_how_late_its_own_event_loop_wakes():
     # Given a loop held for 0.6 s, 0.125 s into the watcher's 0.25 s sleep: the watcher woke about
     # 0.475 s late once (bounds leave room for a busy machine)
     lags = asyncio.run(scenario())
-    assert 0.4 <= max(lags) <= 0.85
+    assert 0.4 <= max(lags) <= 1.5
     # and about on time otherwise
-    assert min(lags) < 0.1
+    assert min(lags) < 0.3
 
 
 def test_a_shopper_without_a_socket_polls_by_the_eta():
@@ -306,3 +306,112 @@ def test_a_run_the_servers_per_address_limits_would_refuse_is_refused_in_one_lin
     assert "\n" not in message
     assert "RATELIMIT_ENABLE=0" in message
     assert "at most 60 shoppers" in message
+
+
+def _against_a_fake_drop(act, *, purchases: list[tuple[int, dict]], entries: list[dict]):
+    """Run ``act(shopper)`` against a fake drop: its websocket sends a drop frame every 0.1 s with admission
+    moving past ticket 3 and never an entry frame; ``GET .../queue`` answers ``entries`` in turn (the last one then on),
+    ``POST .../purchase`` answers ``purchases`` in turn. Returns (the act's answer, the requests seen)."""
+    import asyncio
+    import itertools
+    import time
+
+    import aiohttp
+    from aiohttp import web
+    from yarl import URL
+
+    from flashsale.simulation.config import Role, ShopperPlan
+    from flashsale.simulation.shopper import LANES, Lane, Network, Shopper
+    from flashsale.simulation.stats import ShopperStats
+
+    seen = []
+
+    async def socket(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+
+        async def ticks():  # a frame every tick, as the server sends: the socket is never silent
+            for serving in itertools.count():
+                await ws.send_json({"type": "drop", "state": "live", "serving": min(serving, 9), "length": 10})
+                await asyncio.sleep(0.1)
+
+        sender = asyncio.create_task(ticks())
+        async for _message in ws:  # until the client closes
+            pass
+        sender.cancel()
+        return ws
+
+    async def queue(request):
+        seen.append("read")
+        return web.json_response(entries[min(seen.count("read"), len(entries)) - 1])
+
+    async def purchase(request):
+        seen.append("purchase")
+        status, body = purchases[seen.count("purchase") - 1]
+        return web.json_response(body, status=status)
+
+    async def scenario():
+        app = web.Application()
+        app.add_routes([web.get("/ws/drops/s/", socket), web.get("/api/drops/s/queue", queue),
+                        web.post("/api/drops/s/purchase", purchase)])  # fmt: skip
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        net = Network(
+            base_url=URL(f"http://127.0.0.1:{port}"), slug="s", ws=aiohttp.TCPConnector(),
+            fresh=aiohttp.TCPConnector(force_close=True),
+            lanes={name: Lane(aiohttp.TCPConnector(), asyncio.Semaphore(4)) for name in LANES},
+            sockets=asyncio.Semaphore(1), solve=None, stats=ShopperStats(), starts_at=time.monotonic() - 1,
+            deadline=time.monotonic() + 20, forwarded_for=False, session_cookie="sessionid", csrf_cookie="csrftoken",
+        )  # fmt: skip
+        plan = ShopperPlan(0, "s0", Role.BUYER, "pm_card_visa", "ua", {}, "fp-00000000", "10.0.0.1", 0.0)
+        shopper = Shopper(plan, net)
+        try:
+            return await asyncio.wait_for(act(shopper), timeout=4)  # the socket's silence alone would take 5 s
+        finally:
+            for session in shopper.sessions.values():
+                await session.close()
+            for lane in net.lanes.values():
+                await lane.connector.close()
+            await net.ws.close()
+            await net.fresh.close()
+            await runner.cleanup()
+
+    return asyncio.run(scenario()), seen
+
+
+WAITING = {"status": "waiting", "ticket": 3, "position": 3, "serving": 0, "eta_seconds": 1}
+ADMITTED = {"status": "admitted", "ticket": 3, "position": 0, "serving": 3, "eta_seconds": 0}
+PAID = {"order": {"status": "paid", "quantity": 1}}
+
+
+def test_a_shopper_whose_entry_frame_was_lost_reads_the_entry_when_admission_passes_its_ticket():
+    # Given a socket whose drop frames show admission passing ticket 3, with no entry frame (lost)
+    answer, seen = _against_a_fake_drop(
+        lambda shopper: shopper._wait_until_decided(dict(WAITING)), purchases=[], entries=[ADMITTED]
+    )
+    # Then the shopper reads its entry once and learns the admission, instead of waiting on the socket forever
+    assert answer["status"] == "admitted"
+    assert seen == ["read"]
+
+
+def test_a_shopper_told_not_admitted_after_an_outage_waits_for_the_admission_again_and_buys():
+    async def journey(shopper):
+        async def nothing():
+            return None
+
+        async def joined():
+            return dict(ADMITTED)
+
+        shopper._sign_in = shopper._authorize = nothing
+        shopper._join = joined
+        return await shopper._journey()
+
+    # Given an admission Redis lost: the purchase says not admitted, the entry is waiting, then admitted again
+    not_admitted = (403, {"error": {"code": "not_admitted", "message": "..."}})
+    outcome, seen = _against_a_fake_drop(journey, purchases=[not_admitted, (201, PAID)], entries=[WAITING, ADMITTED])
+    # Then the shopper keeps its place, is admitted again and buys
+    assert outcome == "bought"
+    assert seen == ["purchase", "read", "read", "purchase"]

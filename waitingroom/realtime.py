@@ -17,6 +17,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -99,10 +100,26 @@ def _expiry_ms(drop: Drop) -> int:
     return int(time.time() * 1000) + drop.checkout_window * 1000
 
 
+def current_frames(drop: Drop, shopper_ids: set[int]) -> tuple[str, dict[int, str]]:
+    """The drop frame and these shoppers' entry frames as they are now (entries left out while the queue is
+    being restored: the next tick sends them)."""
+    frame = json.dumps(drop_frame_get(drop=drop))
+    entries = {}
+    try:
+        for shopper_id in shopper_ids:
+            entry = entry_get(drop=drop, shopper_id=shopper_id)
+            if entry is not None:
+                entries[shopper_id] = json.dumps({"type": "entry", **entry.as_dict()})
+    except QueueUnavailable:
+        return frame, {}
+    return frame, entries
+
+
 # --- The fan-out (async: one per server process) ---------------------------------------------
 
 
 class Socket(Protocol):
+    drop: Drop
     drop_id: int
     shopper_id: int
 
@@ -120,7 +137,7 @@ class Hub:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = asyncio.Event()
-        self._closing: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()
 
     def add(self, socket: Socket) -> None:
         self._ensure_running()
@@ -144,7 +161,7 @@ class Hub:
             self._task = loop.create_task(self._listen())
 
     async def _listen(self) -> None:
-        backoff = 0.5
+        backoff, away = 0.5, False
         while True:
             client = aioredis.Redis.from_url(settings.PUBSUB_URL, socket_timeout=None, socket_connect_timeout=5)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -152,6 +169,9 @@ class Hub:
                 await pubsub.psubscribe(updates_pattern())
                 self.ready.set()
                 backoff = 0.5
+                if away:  # what was published meanwhile is lost: tell every socket where it stands now
+                    self._later(self.resync())
+                away = True
                 async for message in pubsub.listen():
                     await self.deliver(message["channel"], message["data"])
             except (RedisError, OSError) as exc:
@@ -162,6 +182,29 @@ class Hub:
                 await client.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10)
+
+    def _later(self, job) -> None:
+        self._tasks.add(asyncio.get_running_loop().create_task(job))
+        self._tasks = {task for task in self._tasks if not task.done()}
+
+    async def resync(self) -> None:
+        """Send every socket its drop frame and its entry as they are now (after the subscriber was away,
+        the updates published meanwhile never came): one read per socket, as a socket's first frames."""
+        for sockets in list(self.by_drop.values()):
+            sockets = list(sockets)
+            if not sockets:
+                continue
+            try:
+                frame, entries = await database_sync_to_async(current_frames)(
+                    sockets[0].drop, {sock.shopper_id for sock in sockets}
+                )
+            except (RedisError, OSError) as exc:  # gone again: the next reconnection tries again
+                logger.warning("websocket fan-out could not resync drop %s: %s", sockets[0].drop_id, exc)
+                return
+            jobs = [(sock, {"type": "websocket.send", "text": frame}) for sock in sockets]
+            jobs += [(sock, {"type": "websocket.send", "text": entries[sock.shopper_id]})
+                     for sock in sockets if sock.shopper_id in entries]  # fmt: skip
+            await self._send_all(jobs)
 
     async def deliver(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel
@@ -204,8 +247,7 @@ class Hub:
                 stalled = jobs[index - 1][0]
                 logger.warning("closing a websocket that stopped reading (shopper %s)", stalled.shopper_id)
                 self.discard(stalled)
-                self._closing.add(asyncio.get_running_loop().create_task(stalled.close(code=1013)))
-                self._closing = {task for task in self._closing if not task.done()}
+                self._later(stalled.close(code=1013))
 
 
 hub = Hub()

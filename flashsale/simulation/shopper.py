@@ -35,6 +35,7 @@ POLL_SECONDS = 2.0  # at least, as the page (the shopper's read limit is 120/min
 POLL_MAX_SECONDS = 30.0  # at most
 POLL_ETA_SHARE = 4  # a quarter of the ETA between them: reads close in on the admission
 POLL_START_SPREAD = 30.0  # pre-queued shoppers read their ticket within this long after the start
+BUY_ATTEMPTS = 3  # admitted, told "not admitted" by the purchase (a lost admission), admitted again...
 SILENCE_SECONDS = 5.0  # the server sends a drop frame every tick; this long without one, read the entry
 POW_ATTEMPTS = 3
 # The connection closed before an answer came (a kept-alive connection the server had just closed).
@@ -48,6 +49,13 @@ def poll_wait(entry: dict, *, until_start: float) -> float:
     eta = entry.get("eta_seconds")
     wait = POLL_SECONDS if eta is None else min(POLL_MAX_SECONDS, max(POLL_SECONDS, eta / POLL_ETA_SHARE))
     return wait * random.uniform(0.8, 1.2)  # noqa: S311
+
+
+def missed_turn(entry: dict, frame: dict) -> bool:
+    """Whether a drop frame shows admission at or past a waiting entry's ticket."""
+    ticket, serving = entry.get("ticket"), frame.get("serving")
+    waiting = entry.get("status") == "waiting" and bool(ticket)
+    return frame.get("type") == "drop" and waiting and (serving or 0) >= ticket
 
 
 class Missed(Exception):
@@ -127,15 +135,23 @@ class Shopper:
         await self._authorize()
         entry = await self._join()
         self.stats.placed_after.append(time.monotonic() - self.arrived)
-        entry = await self._wait_until_decided(entry)
-        if entry["status"] == "payment_required":
-            return "declined"
-        if entry["status"] != "admitted":
-            return entry["status"]
-        self.stats.steps["admitted"] += 1
-        if self.plan.role is Role.NO_BUY:
-            return "admitted_did_not_buy"
-        return await self._buy()
+        for attempt in range(BUY_ATTEMPTS):
+            entry = await self._wait_until_decided(entry)
+            if entry["status"] == "payment_required":
+                return "declined"
+            if entry["status"] != "admitted":
+                return entry["status"]
+            if attempt == 0:
+                self.stats.steps["admitted"] += 1
+            if self.plan.role is Role.NO_BUY:
+                return "admitted_did_not_buy"
+            outcome = await self._buy()
+            if outcome != "not_admitted":
+                return outcome
+            # Not admitted after all: an admission Redis lost in its last unsaved second. The place is kept
+            # and the tick admits the ticket again; read the entry and wait, as the page does.
+            entry = await self._read_entry({"status": "waiting"})
+        return "not_admitted"
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -220,6 +236,7 @@ class Shopper:
                 await ws.close()
 
     async def _listen(self, ws: aiohttp.ClientWebSocketResponse, last: dict) -> dict | None:
+        read_at = 0.0
         while True:
             now = time.monotonic()
             if now >= self.net.deadline:
@@ -247,6 +264,13 @@ class Shopper:
             if frame.get("type") == "drop" and frame.get("state") in ("sold_out", "ended"):
                 # Final: no unit is free and none is held, so none can come back to the stock.
                 return {"status": frame["state"]}
+            if missed_turn(last, frame) and time.monotonic() - read_at >= POLL_SECONDS:
+                # Admission reached this ticket and no entry frame said so (sent while this node's
+                # subscriber was reconnecting, say): read the entry, as the page does.
+                read_at = time.monotonic()
+                last = await self._read_entry(last)
+                if last["status"] in DECIDED:
+                    return last
 
     async def _poll(self, entry: dict) -> dict:
         while entry["status"] not in DECIDED:

@@ -88,11 +88,22 @@ function renderDrop(frame) {
   // The websocket's drop frame carries `serving`; GET /api/drops/<slug> (polling) has it under `queue`.
   const serving = frame.serving ?? frame.queue?.serving;
   if (lastEntry && lastEntry.ticket && lastEntry.status === "waiting" && Number.isFinite(serving)) {
-    renderEntry({ ...lastEntry, serving, position: Math.max(0, lastEntry.ticket - serving) });
+    if (serving >= lastEntry.ticket) entryMissed();
+    else renderEntry({ ...lastEntry, serving, position: lastEntry.ticket - serving });
   }
   if (frame.state === "sold_out" && lastEntry && lastEntry.status !== "purchased") {
     renderEntry({ ...lastEntry, status: "sold_out" });
   }
+}
+
+// Admission reached the shopper's ticket but no entry frame said so (sent while the server's
+// subscriber was reconnecting, say): read the entry, at most every two seconds.
+let entryReadAt = 0;
+async function entryMissed() {
+  if (Date.now() - entryReadAt < 2000) return;
+  entryReadAt = Date.now();
+  const entry = await callSafely("GET", `${api}/queue`);
+  if (entry.status === 200) renderEntry(entry.data);
 }
 
 function renderEntry(entry) {
@@ -278,7 +289,14 @@ async function buy() {
   const bought = await callPatiently("POST", `${api}/purchase`, {}, { headers: { "Idempotency-Key": key } });
   $("buy").disabled = false;
   if (bought.status === 200 || bought.status === 201) renderEntry({ ...lastEntry, status: "purchased" });
-  else fail(bought.data);
+  else if (bought.status === 403 && bought.data?.error?.code === "not_admitted") {
+    // The admission was lost (Redis lost its last second): the place is kept and admitted again.
+    const entry = await callSafely("GET", `${api}/queue`);
+    if (entry.status === 200 && entry.data.status === "waiting") {
+      renderEntry(entry.data);
+      say("Your turn was lost in an outage; your place in line is kept and you will be admitted again shortly.");
+    } else fail(bought.data);
+  } else fail(bought.data);
 }
 
 // --- the card (before the queue) -------------------------------------------------------------------

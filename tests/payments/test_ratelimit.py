@@ -100,7 +100,7 @@ def test_a_capture_waits_for_its_turn_rather_than_being_refused(small_limit):
     stripe_token_await(seconds=1.0)
 
     # Then it gets the next one as it comes, about a seventh of a second later
-    assert 0.05 <= time.monotonic() - started <= 0.5
+    assert 0.05 <= time.monotonic() - started < 0.95  # well before the second it may wait
     # and a capture that may not wait is refused at once, with the wait
     with pytest.raises(PaymentsBusy):
         stripe_token_await(seconds=0)
