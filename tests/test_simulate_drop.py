@@ -1,5 +1,6 @@
 """simulate_drop at a small scale against a live server (uvicorn in a thread) and the session's localstripe."""
 
+import contextlib
 import io
 import json
 
@@ -129,8 +130,9 @@ def test_a_shopper_without_a_socket_polls_by_the_eta():
     assert poll_wait({"eta_seconds": None}, until_start=-1) <= 2 * 1.2
 
 
-def _against_a_dropping_server(drops: int, body: bytes, act):
-    """Run ``act(shopper)`` against a server that closes its first ``drops`` connections without an answer."""
+@contextlib.asynccontextmanager
+async def _shopper_at(port: int, *, started: float = 0.0):
+    """A simulated buyer of drop ``s`` on a server at ``port`` (its drop started ``started`` s ago); its stats."""
     import asyncio
     import time
 
@@ -140,6 +142,31 @@ def _against_a_dropping_server(drops: int, body: bytes, act):
     from flashsale.simulation.config import Role, ShopperPlan
     from flashsale.simulation.shopper import LANES, Lane, Network, Shopper
     from flashsale.simulation.stats import ShopperStats
+
+    stats = ShopperStats()
+    net = Network(
+        base_url=URL(f"http://127.0.0.1:{port}"), slug="s", ws=aiohttp.TCPConnector(),
+        fresh=aiohttp.TCPConnector(force_close=True),
+        lanes={name: Lane(aiohttp.TCPConnector(), asyncio.Semaphore(4)) for name in LANES},
+        sockets=asyncio.Semaphore(1), solve=None, stats=stats, starts_at=time.monotonic() - started,
+        deadline=time.monotonic() + 30, forwarded_for=False, session_cookie="sessionid", csrf_cookie="csrftoken",
+    )  # fmt: skip
+    plan = ShopperPlan(0, "s0", Role.BUYER, "pm_card_visa", "ua", {}, "fp-00000000", "10.0.0.1", 0.0)
+    shopper = Shopper(plan, net)
+    try:
+        yield shopper, stats
+    finally:
+        for session in shopper.sessions.values():
+            await session.close()
+        for lane in net.lanes.values():
+            await lane.connector.close()
+        await net.ws.close()
+        await net.fresh.close()
+
+
+def _against_a_dropping_server(drops: int, body: bytes, act):
+    """Run ``act(shopper)`` against a server that closes its first ``drops`` connections without an answer."""
+    import asyncio
 
     async def scenario():
         seen = []
@@ -157,28 +184,13 @@ def _against_a_dropping_server(drops: int, body: bytes, act):
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        stats = ShopperStats()
-        net = Network(
-            base_url=URL(f"http://127.0.0.1:{port}"), slug="s", ws=aiohttp.TCPConnector(),
-            fresh=aiohttp.TCPConnector(force_close=True),
-            lanes={name: Lane(aiohttp.TCPConnector(), asyncio.Semaphore(4)) for name in LANES},
-            sockets=asyncio.Semaphore(1), solve=None, stats=stats, starts_at=time.monotonic(),
-            deadline=time.monotonic() + 30, forwarded_for=False, session_cookie="sessionid", csrf_cookie="csrftoken",
-        )  # fmt: skip
-        plan = ShopperPlan(0, "s0", Role.BUYER, "pm_card_visa", "ua", {}, "fp-00000000", "10.0.0.1", 0.0)
-        shopper = Shopper(plan, net)
-        try:
-            return await act(shopper), stats, sorted(shopper.sessions)
-        except Exception as exc:  # the journey's end (JourneyOver) is the answer under test
-            return exc, stats, sorted(shopper.sessions)
-        finally:
-            for session in shopper.sessions.values():
-                await session.close()
-            for lane in net.lanes.values():
-                await lane.connector.close()
-            await net.ws.close()
-            await net.fresh.close()
-            server.close()
+        async with _shopper_at(port) as (shopper, stats):
+            try:
+                return await act(shopper), stats, sorted(shopper.sessions)
+            except Exception as exc:  # the journey's end (JourneyOver) is the answer under test
+                return exc, stats, sorted(shopper.sessions)
+            finally:
+                server.close()
 
     return asyncio.run(scenario())
 
@@ -314,15 +326,8 @@ def _against_a_fake_drop(act, *, purchases: list[tuple[int, dict]], entries: lis
     ``POST .../purchase`` answers ``purchases`` in turn. Returns (the act's answer, the requests seen)."""
     import asyncio
     import itertools
-    import time
 
-    import aiohttp
     from aiohttp import web
-    from yarl import URL
-
-    from flashsale.simulation.config import Role, ShopperPlan
-    from flashsale.simulation.shopper import LANES, Lane, Network, Shopper
-    from flashsale.simulation.stats import ShopperStats
 
     seen = []
 
@@ -359,25 +364,11 @@ def _against_a_fake_drop(act, *, purchases: list[tuple[int, dict]], entries: lis
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        net = Network(
-            base_url=URL(f"http://127.0.0.1:{port}"), slug="s", ws=aiohttp.TCPConnector(),
-            fresh=aiohttp.TCPConnector(force_close=True),
-            lanes={name: Lane(aiohttp.TCPConnector(), asyncio.Semaphore(4)) for name in LANES},
-            sockets=asyncio.Semaphore(1), solve=None, stats=ShopperStats(), starts_at=time.monotonic() - 1,
-            deadline=time.monotonic() + 20, forwarded_for=False, session_cookie="sessionid", csrf_cookie="csrftoken",
-        )  # fmt: skip
-        plan = ShopperPlan(0, "s0", Role.BUYER, "pm_card_visa", "ua", {}, "fp-00000000", "10.0.0.1", 0.0)
-        shopper = Shopper(plan, net)
-        try:
-            return await asyncio.wait_for(act(shopper), timeout=4)  # the socket's silence alone would take 5 s
-        finally:
-            for session in shopper.sessions.values():
-                await session.close()
-            for lane in net.lanes.values():
-                await lane.connector.close()
-            await net.ws.close()
-            await net.fresh.close()
-            await runner.cleanup()
+        async with _shopper_at(port, started=1) as (shopper, _stats):
+            try:
+                return await asyncio.wait_for(act(shopper), timeout=4)  # the socket's silence alone would take 5 s
+            finally:
+                await runner.cleanup()
 
     return asyncio.run(scenario()), seen
 
