@@ -20,7 +20,7 @@ LOCALSTRIPE_PORT ?= 8420
 export LOCALSTRIPE_PORT
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install install-dev serve bench clean lock vendor-altcha
+.PHONY: run test lint format install install-dev serve bench clean lock vendor-altcha vendor-axe
 
 # Installs come from lock files with hashes (`make lock` writes them from the *.in files):
 # requirements.txt is what a deploy installs; requirements-local.txt adds what `make run` needs on a
@@ -81,6 +81,13 @@ clean:
 
 ALTCHA_VERSION ?= 3.2.2
 ## Refresh the vendored ALTCHA widget from npm (static/vendor/altcha).
+AXE_VERSION ?= 4.14.1
+## axe-core, the accessibility checker the browser tests run in every page (tests/browser/vendor).
+vendor-axe:
+	rm -rf var/axe-pkg && mkdir -p var/axe-pkg
+	cd var/axe-pkg && npm pack --silent axe-core@$(AXE_VERSION) && tar xzf axe-core-$(AXE_VERSION).tgz
+	cp var/axe-pkg/package/axe.min.js var/axe-pkg/package/LICENSE tests/browser/vendor/
+
 vendor-altcha:
 	rm -rf var/altcha-pkg && mkdir -p var/altcha-pkg
 	cd var/altcha-pkg && npm pack --silent altcha@$(ALTCHA_VERSION) && tar xzf altcha-$(ALTCHA_VERSION).tgz
