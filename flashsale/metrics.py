@@ -35,6 +35,15 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 JOINS = Counter("flashsale_joins_total", "Queue join requests by drop and outcome.", ["drop", "outcome"])
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Reasons of ``bot_stats_get(...).blocked`` that are about a card, not about a suspected bot.
+CARD_REFUSALS = frozenset({"card_limit"})
+# Routes of requests answered before Django's URL resolver (a bounded set: never the raw path).
+ROUTE_LEAN_QUEUE = "api/drops/<slug:slug>/queue"  # the lean ASGI path (waitingroom.fastpath), as Django names it
+ROUTE_STATIC = "static"  # a static file (WhiteNoise answers it before routing)
+ROUTE_NOT_FOUND = "not_found"  # no route matches the path
+ROUTE_REDIRECT = "redirect"  # CommonMiddleware's redirect to the path with a slash
+ROUTE_BEFORE_ROUTING = "before_routing"  # refused by a middleware before routing (bad host, an outage's 503)
 PURCHASES = Counter("flashsale_purchases_total", "Purchase requests by drop and outcome.", ["drop", "outcome"])
 
 
@@ -57,7 +66,12 @@ class DropCollector(Collector):
                 ("state", "1 for the drop's current state.", ["drop", "state"]),
                 ("orders", "Orders by status.", ["drop", "status"]),
                 ("authorizations", "Card authorizations by status.", ["drop", "status"]),
-                ("joins_refused", "Joins refused as bots, by reason.", ["drop", "reason"]),
+                ("joins_refused", "Joins refused as suspected bots, by reason.", ["drop", "reason"]),
+                (
+                    "cards_refused",
+                    "Card holds refused (and released) because more accounts use the card than the drop allows.",
+                    ["drop", "reason"],
+                ),
                 ("entries_parked", "Entries parked as bots, by reason.", ["drop", "reason"]),
             )
         }
@@ -80,9 +94,12 @@ class DropCollector(Collector):
             for name, counts in (("orders", status["orders"]), ("authorizations", status["authorizations"])):
                 for key, value in counts.items():
                     families[name].add_metric([slug, key], value)
-            for name, counts in (("joins_refused", bots.blocked), ("entries_parked", bots.flagged)):
-                for key, value in counts.items():
-                    families[name].add_metric([slug, key], value)
+            for reason, value in bots.blocked.items():
+                # The card limit is counted with the bot refusals in Redis, but it refuses a card, not a bot.
+                name = "cards_refused" if reason in CARD_REFUSALS else "joins_refused"
+                families[name].add_metric([slug, reason], value)
+            for reason, value in bots.flagged.items():
+                families["entries_parked"].add_metric([slug, reason], value)
         yield from families.values()
 
 
@@ -145,6 +162,25 @@ class RequestMetricsMiddleware:
 
     @staticmethod
     def _observe(request: HttpRequest, response: HttpResponse, started: float) -> None:
-        match = getattr(request, "resolver_match", None)
-        route = match.route if match is not None else "unmatched"
-        REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+        request_observe(request.method, request_route(request, response), response.status_code, started)
+
+
+def request_route(request: HttpRequest, response: HttpResponse) -> str:
+    """The route label of a request: its URL pattern, or what answered it when no pattern matched."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        return match.route
+    static = "/" + settings.STATIC_URL.lstrip("/") if settings.STATIC_URL else None
+    if static and request.path.startswith(static):
+        return ROUTE_STATIC
+    if response.status_code == 404:
+        return ROUTE_NOT_FOUND
+    if response.status_code in (301, 302, 307, 308):
+        return ROUTE_REDIRECT
+    return ROUTE_BEFORE_ROUTING
+
+
+def request_observe(method: str, route: str, status: int, started: float) -> None:
+    """Time one answered request (``started`` from ``time.perf_counter()``)."""
+    method = method if method in HTTP_METHODS else "other"
+    REQUEST_LATENCY.labels(method, route, str(status)).observe(time.perf_counter() - started)

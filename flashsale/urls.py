@@ -10,6 +10,7 @@ admin.site.login = password_sign_in_limited(admin.site.login)
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("flashsale.checkout.urls")),

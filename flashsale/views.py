@@ -4,6 +4,8 @@ import logging
 
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
@@ -11,6 +13,12 @@ from redis.exceptions import RedisError
 from flashsale.redis import SALE_ALIAS, cache_url, redis_client
 
 logger = logging.getLogger(__name__)
+
+
+@require_GET
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page says: send them to the shop's icon."""
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 @require_GET

@@ -116,9 +116,19 @@ def orders_for_shopper(*, shopper_id: int) -> QuerySet[Order]:
     return (
         Order.objects.filter(shopper_id=shopper_id)
         .exclude(status=OrderStatus.PENDING)
-        .select_related("drop")
+        .select_related("drop__product")
         .order_by("-created_at", "-pk")
     )
+
+
+def order_for_shopper(*, shopper_id: int, order_id: int) -> Order | None:
+    """One of the shopper's orders (never another shopper's)."""
+    return orders_for_shopper(shopper_id=shopper_id).filter(pk=order_id).first()
+
+
+def order_paid_get(*, drop_id: int, shopper_id: int) -> Order | None:
+    """The shopper's paid order for the drop, if they bought it."""
+    return orders_for_shopper(shopper_id=shopper_id).filter(drop_id=drop_id, status=OrderStatus.PAID).first()
 
 
 def drop_get_any(*, slug: str) -> Drop | None:

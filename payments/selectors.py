@@ -76,6 +76,25 @@ def order_public(order: Order) -> dict:
     }
 
 
+def order_page_get(order: Order) -> dict:
+    """The order as the shopper's pages show it: the API's order, the product, and the card it was paid with."""
+    product = order.drop.product
+    paid_with = (
+        Authorization.objects.filter(
+            drop_id=order.drop_id, shopper_id=order.shopper_id, status=AuthorizationStatus.CAPTURED
+        )
+        .exclude(card_last4="")
+        .order_by("-attempt")
+        .first()
+    )
+    return {
+        **order_public(order),
+        "title": product.title,
+        "image_url": product.image_url or None,
+        "card": f"{paid_with.card_brand.capitalize()} ending {paid_with.card_last4}" if paid_with else None,
+    }
+
+
 def stripe_js_config() -> dict[str, str]:
     """Return what a page needs to load Stripe.js: localstripe serves its own fake one at the API base."""
     if settings.STRIPE_LOCALSTRIPE:

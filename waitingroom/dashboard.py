@@ -6,16 +6,73 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.utils import timezone
 from django.utils.html import escape
 
 from flashsale.redis import redis_client
-from inventory.models import Drop
+from inventory.models import Drop, DropState
 from inventory.redis_keys import inventory_keys
 
 from .redis_keys import queue_keys
 
 SERIES_LENGTH = 900  # samples kept: 15 minutes at one tick a second
+
+
+# The dashboard's controls, in the order they are shown.
+CONTROLS = ("pause", "resume", "end", "reconcile")
+
+
+def controls_allowed(*, drop: Drop, state: DropState) -> list[str]:
+    """The controls that make sense for the drop now: pause a live drop, resume a paused one, end one that has not
+    ended, rebuild the stock of one whose Redis keys are kept."""
+    allowed = {
+        "pause": state is DropState.LIVE,
+        "resume": drop.paused and state is not DropState.ENDED,
+        "end": state is not DropState.ENDED,
+        "reconcile": drop.redis_released_at is None,
+    }
+    return [name for name in CONTROLS if allowed[name]]
+
+
+DURATION_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def duration_words(seconds: float) -> str:
+    """A duration as people say it, two units at most: "40 seconds", "2 minutes 5 seconds", "3 hours 1 minute".
+
+    ``static/js/dashboard.js`` says it the same way (``durationWords``) as the page counts on.
+    """
+    seconds = max(0, int(seconds))
+    for index, (name, size) in enumerate(DURATION_UNITS):
+        if seconds >= size or size == 1:
+            words = _plural(seconds // size, name)
+            if index + 1 < len(DURATION_UNITS):
+                next_name, next_size = DURATION_UNITS[index + 1]
+                rest = seconds % size // next_size
+                if rest:
+                    words += " " + _plural(rest, next_name)
+            return words
+    raise AssertionError("the last unit is one second")
+
+
+def _plural(count: int, name: str) -> str:
+    return f"{count} {name}" if count == 1 else f"{count} {name}s"
+
+
+def timeline_words(*, starts_at: datetime, ends_at: datetime | None, now: datetime | None = None) -> str:
+    """Where the drop is in time: "Starts in 5 minutes", "Started 40 seconds ago, ends in 1 hour", "Ended ..."."""
+    now = now or timezone.now()
+    if ends_at is not None and now >= ends_at:
+        return f"Ended {duration_words((now - ends_at).total_seconds())} ago"
+    if now < starts_at:
+        text = f"Starts in {duration_words((starts_at - now).total_seconds())}"
+    else:
+        text = f"Started {duration_words((now - starts_at).total_seconds())} ago"
+    if ends_at is not None:
+        text += f", ends in {duration_words((ends_at - now).total_seconds())}"
+    return text
 
 
 def series_key(drop_id: int) -> str:

@@ -39,7 +39,7 @@ from redis.exceptions import NoScriptError, RedisError
 from flashsale.api import MAX_JSON_BYTES, ApiError, field, invalid
 from flashsale.logs import log_context, log_context_set
 from flashsale.lua import lua_source
-from flashsale.metrics import JOINS
+from flashsale.metrics import JOINS, ROUTE_LEAN_QUEUE, request_observe
 from flashsale.net import client_ip
 from flashsale.redis import async_redis_client, cache_url
 from flashsale.wsgi_bridge import ClientGone
@@ -77,6 +77,7 @@ class QueueFastPath:
         if match is None or scope["method"] not in ("GET", "POST") or not settings.WAITINGROOM_FAST_PATH:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         try:
             body, larger, more = await _read_body(receive)
         except ClientGone:
@@ -100,6 +101,7 @@ class QueueFastPath:
             await self.app(scope, _replay(body, receive, more), send)
             return
         await _respond(send, status, payload, [*extra, *_security_headers(request)])
+        request_observe(scope["method"], ROUTE_LEAN_QUEUE, status, started)
 
     async def handle(
         self, scope, request: HttpRequest, headers: dict, body: bytes, slug: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
@@ -13,9 +13,11 @@ from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from flashsale.ratelimits import password_sign_in_limited
-from inventory.selectors import drop_list_visible
+from inventory.selectors import drop_list_visible, orders_for_shopper
 
-from . import selectors
+from . import selectors, services
+from .errors import QueueError
+from .forms import SignupForm
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -46,9 +48,32 @@ class LogoutView(auth_views.LogoutView):
 @ratelimit(key="ip", rate="10/m", method="POST", block=True)
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
-    form = UserCreationForm(request.POST or None)
+    form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(_next_page(request))
-    return render(request, "registration/signup.html", {"form": form})
+        try:
+            user = services.shopper_register(
+                username=form.cleaned_data["username"],
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+            )
+        except QueueError as exc:  # taken meanwhile, say
+            form.add_error(None, exc.message)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect(_next_page(request))
+    return render(request, "registration/signup.html", {"form": form, "next": _next_page(request)})
+
+
+@require_http_methods(["GET", "HEAD"])
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    """The shopper's account: who they are, their latest orders, and where to change their password."""
+    orders = orders_for_shopper(shopper_id=request.user.pk)
+    return render(request, "registration/profile.html", {"orders": orders[:5], "order_count": orders.count()})
+
+
+# Password reset and change are Django's own views, with the shop's templates; a reset request is
+# rate limited per address (each one sends an e-mail).
+PasswordResetView = method_decorator(ratelimit(key="ip", rate="5/m", method="POST", block=True), name="dispatch")(
+    auth_views.PasswordResetView
+)

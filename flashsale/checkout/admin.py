@@ -14,6 +14,9 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from inventory import services as inventory_services
+from inventory.admin import STATE_WORDS
+from inventory.models import DropState
+from inventory.selectors import drop_state_get
 from waitingroom import dashboard, selectors, services
 from waitingroom.models import DropQueue
 from waitingroom.scripts import ReleaseResult
@@ -23,7 +26,18 @@ from .selectors import dashboard_figures
 
 @admin.register(DropQueue)
 class DropQueueAdmin(admin.ModelAdmin):
-    list_display = ["slug", "live_link", "queue_length", "serving", "admitted_now", "blocked_total", "flagged_total"]
+    list_display = [
+        "dashboard_link",
+        "state",
+        "queue_length",
+        "serving",
+        "admitted_now",
+        "blocked_total",
+        "flagged_total",
+    ]
+    # A waiting room is watched, not edited: its entry opens the live dashboard (the change page, with the
+    # parked shoppers to release, is linked from there).
+    list_display_links = None
     fields = ["slug", "queue", "blocked", "flagged", "parked"]
     readonly_fields = fields
     search_fields = ["slug"]
@@ -45,6 +59,7 @@ class DropQueueAdmin(admin.ModelAdmin):
             path("<int:pk>/dashboard/", view(self.dashboard_view), name="waitingroom_dropqueue_dashboard"),
             path("<int:pk>/dashboard.json", view(self.dashboard_json), name="waitingroom_dropqueue_dashboard_json"),
             path("<int:pk>/chart/<slug:name>.svg", view(self.chart_view), name="waitingroom_dropqueue_chart"),
+            path("<int:pk>/end/", view(self.end_confirm_view), name="waitingroom_dropqueue_end_confirm"),
             path(
                 "<int:pk>/control/<slug:action>/",
                 view(require_POST(self.control_view)),
@@ -64,16 +79,41 @@ class DropQueueAdmin(admin.ModelAdmin):
         drop = self._drop_or_deny(request, pk)
         if drop is None:
             raise PermissionDenied
+        figures = dashboard_figures(drop=drop)
+        state = DropState(figures["status"]["state"])
+        can_control = self.has_change_permission(request, drop)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Live: {drop.slug}",
+            "title": f"Live: {drop.product.title} ({drop.slug})",
             "drop": drop,
-            "figures": dashboard_figures(drop=drop),
+            "figures": figures,
+            "state_words": STATE_WORDS[state],
+            "timeline": dashboard.timeline_words(starts_at=drop.starts_at, ends_at=drop.ends_at),
+            "controls": dashboard.controls_allowed(drop=drop, state=state) if can_control else [],
             "charts": list(dashboard.CHARTS),
-            "can_control": self.has_change_permission(request, drop),
+            "can_control": can_control,
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/waitingroom/dashboard.html", context)
+
+    def end_confirm_view(self, request, pk: int):
+        """Ask before ending a drop: the form posts to the control with ``confirm=yes``; works without script."""
+        drop = self._drop_or_deny(request, pk, change=True)
+        if drop is None:
+            raise PermissionDenied
+        state = drop_state_get(drop=drop)
+        if "end" not in dashboard.controls_allowed(drop=drop, state=state):
+            self.message_user(request, f"Nothing to end: {drop.slug} has already ended.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:waitingroom_dropqueue_dashboard", args=[pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"End {drop.slug} now?",
+            "drop": drop,
+            "state_words": STATE_WORDS[state],
+            "figures": dashboard_figures(drop=drop),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/waitingroom/dashboard_end_confirm.html", context)
 
     def dashboard_json(self, request, pk: int):
         drop = self._drop_or_deny(request, pk)
@@ -95,17 +135,32 @@ class DropQueueAdmin(admin.ModelAdmin):
         drop = self._drop_or_deny(request, pk, change=True)
         if drop is None:
             raise PermissionDenied
-        actions = {
-            "pause": inventory_services.drop_pause,
-            "resume": inventory_services.drop_resume,
-            "end": inventory_services.drop_end,
-            "reconcile": inventory_services.inventory_rebuild,
-        }
-        if action not in actions:
+        if action not in dashboard.CONTROLS:
             raise Http404("No such action.")
-        actions[action](drop=drop)
-        self.message_user(request, f"{drop.slug}: {action} done.")
-        return HttpResponseRedirect(reverse("admin:waitingroom_dropqueue_dashboard", args=[pk]))
+        dashboard_url = reverse("admin:waitingroom_dropqueue_dashboard", args=[pk])
+        state = drop_state_get(drop=drop)
+        if action not in dashboard.controls_allowed(drop=drop, state=state):
+            self.message_user(request, f"Cannot {action} {drop.slug} now ({STATE_WORDS[state]}).", messages.WARNING)
+            return HttpResponseRedirect(dashboard_url)
+        if action == "end" and request.POST.get("confirm") != "yes":
+            return HttpResponseRedirect(reverse("admin:waitingroom_dropqueue_end_confirm", args=[pk]))
+        if action == "pause":
+            inventory_services.drop_pause(drop=drop)
+            done = f"Paused {drop.slug}: nobody new is admitted until you resume it; shoppers keep their places."
+        elif action == "resume":
+            inventory_services.drop_resume(drop=drop)
+            done = f"Resumed {drop.slug}: admission goes on."
+        elif action == "end":
+            inventory_services.drop_end(drop=drop)
+            done = f"Ended {drop.slug}: nobody can join or buy any more."
+        else:
+            result = inventory_services.inventory_rebuild(drop=drop)
+            done = (
+                f"Rebuilt the stock of {drop.slug} from the database: "
+                f"{result.stock} free, {result.sold} sold, {result.held} held."
+            )
+        self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(dashboard_url)
 
     def release_view(self, request, pk: int, shopper_id: int):
         drop = get_object_or_404(DropQueue, pk=pk)
@@ -119,9 +174,19 @@ class DropQueueAdmin(admin.ModelAdmin):
 
     # --- figures ------------------------------------------------------------------------------------
 
-    @admin.display(description="dashboard")
-    def live_link(self, drop: DropQueue) -> str:
-        return format_html('<a href="{}">live</a>', reverse("admin:waitingroom_dropqueue_dashboard", args=[drop.pk]))
+    def _state(self, drop: DropQueue) -> DropState:
+        if not hasattr(drop, "_admin_state"):
+            drop._admin_state = drop_state_get(drop=drop)
+        return drop._admin_state
+
+    @admin.display(description="drop", ordering="slug")
+    def dashboard_link(self, drop: DropQueue) -> str:
+        url = reverse("admin:waitingroom_dropqueue_dashboard", args=[drop.pk])
+        return format_html('<a href="{}">{}</a>', url, drop.slug)
+
+    @admin.display(description="state")
+    def state(self, drop: DropQueue) -> str:
+        return STATE_WORDS[self._state(drop)]
 
     @admin.display(description="queued")
     def queue_length(self, drop: DropQueue) -> int:

@@ -11,6 +11,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from flashsale.api import error_response
+from inventory import selectors as inventory_selectors
+from payments import selectors as payment_selectors
 from payments import services as payment_services
 from payments.errors import InvalidSignature
 from payments.selectors import stripe_js_config
@@ -32,8 +34,12 @@ def drop_page(request: HttpRequest, slug: str) -> HttpResponse:
     drop = queue_selectors.drop_cached_get(slug=slug)
     if drop is None:
         raise Http404("There is no such drop.")
+    bought = None
+    if request.user.is_authenticated:
+        bought = inventory_selectors.order_paid_get(drop_id=drop.pk, shopper_id=request.user.pk)
     context = {
         "drop": queue_selectors.drop_public_get(drop=drop),
+        "order": payment_selectors.order_public(bought) if bought else None,
         "stripe": stripe_js_config(),
         "test_cards": TEST_CARDS if settings.STRIPE_PUBLISHABLE_KEY.startswith("pk_test") else [],
     }

@@ -1,6 +1,7 @@
-// The drop page: countdown, join (proof-of-work solved here), live position over the websocket
+// The drop page: its state in plain words, the card, join (proof-of-work solved here), live position over the websocket
 // with reconnect and backoff, polling while the socket is down, and one-click buy.
 import { CARD_COUNTS, declineText, finishThreeDSecure, giveCard, loadStripe } from "./payments.js";
+import { STATE_LABELS } from "./site.js";
 
 const root = document.getElementById("drop");
 const slug = root.dataset.slug;
@@ -70,37 +71,47 @@ function fail(data) {
   if (!lastEntry) say("");  // drop a "checking…" that no longer applies
 }
 
-// --- countdown --------------------------------------------------------------------------------
-function tickCountdown() {
-  const startsAt = Date.parse($("countdown").dataset.startsAt);
-  const left = Math.max(0, Math.round((startsAt - Date.now()) / 1000));
-  $("countdown").textContent = left > 0 ? `Starts in ${Math.floor(left / 60)}m ${left % 60}s` : "";
-}
-setInterval(tickCountdown, 1000);
-tickCountdown();
-
 // --- drop and entry rendering -------------------------------------------------------------------
 let lastEntry = null;
 let checkoutTimer = null;
 function renderDrop(frame) {
-  $("state").textContent = frame.state;
+  const state = $("state");
+  state.textContent = STATE_LABELS[frame.state] || frame.state;
+  state.className = `badge badge-${frame.state}`;
   $("remaining").textContent = frame.remaining;
+  $("paused-note").hidden = frame.state !== "paused";
+  const was = root.dataset.state;
+  root.dataset.state = frame.state;
   // The websocket's drop frame carries `serving`; GET /api/drops/<slug> (polling) has it under `queue`.
   const serving = frame.serving ?? frame.queue?.serving;
   if (lastEntry && lastEntry.ticket && lastEntry.status === "waiting" && Number.isFinite(serving)) {
     if (serving >= lastEntry.ticket) entryMissed();
     else renderEntry({ ...lastEntry, serving, position: lastEntry.ticket - serving });
   }
-  if (frame.state === "sold_out" && lastEntry && lastEntry.status !== "purchased") {
-    renderEntry({ ...lastEntry, status: "sold_out" });
+  // The start draws the pre-queue's places: read ours at once rather than at the next poll.
+  if (lastEntry && lastEntry.status === "prequeue" && was !== frame.state) entryMissed(true);
+  if (frame.state === "paused" && was !== "paused" && lastEntry && lastEntry.status === "waiting") {
+    say(`The shop has paused the drop. You keep your place (number ${lastEntry.position}); admission picks up where it stopped.`);
   }
+  if ((frame.state === "sold_out" || frame.state === "ended") && lastEntry?.status !== "purchased") {
+    if (lastEntry) renderEntry({ ...lastEntry, status: frame.state });
+    else if ($("join-section")) closeShopping(frame.state === "sold_out" ? "Sold out: every unit has found a buyer." : "This drop has ended.");
+  }
+}
+
+// One state at a time: once the shopper's story with this drop is over, the card and the queue steps go.
+function closeShopping(text) {
+  for (const id of ["card-section", "join-section", "progress", "progress-label", "buy"]) {
+    if ($(id)) $(id).hidden = true;
+  }
+  if (text) say(text);
 }
 
 // Admission reached the shopper's ticket but no entry frame said so (sent while the server's
 // subscriber was reconnecting, say): read the entry, at most every two seconds.
 let entryReadAt = 0;
-async function entryMissed() {
-  if (Date.now() - entryReadAt < 2000) return;
+async function entryMissed(now = false) {
+  if (!now && Date.now() - entryReadAt < 2000) return;
   entryReadAt = Date.now();
   const entry = await callSafely("GET", `${api}/queue`);
   if (entry.status === 200) renderEntry(entry.data);
@@ -111,11 +122,15 @@ function renderEntry(entry) {
   const previous = outage ? null : lastEntry && lastEntry.status;
   outage = false;
   lastEntry = entry;
-  const join = $("join"), buy = $("buy"), progress = $("progress");
-  if (join) join.hidden = true;
-  progress.hidden = entry.status !== "waiting";
+  const buy = $("buy"), progress = $("progress");
+  $("join-section").hidden = true;
+  progress.hidden = $("progress-label").hidden = entry.status !== "waiting";
   buy.hidden = entry.status !== "admitted";
-  if (entry.status === "prequeue") say("You are in the pre-queue. Your place is drawn fairly when the drop starts.");
+  if (entry.status === "prequeue") {
+    say(root.dataset.state === "prequeue" || root.dataset.state === "scheduled"
+      ? "You are in the waiting room. When the sale starts, everyone here gets a fairly drawn place."
+      : "The sale has started: your place is being drawn…");
+  }
   if (entry.status === "waiting") {
     const done = entry.ticket ? Math.min(100, Math.round((100 * entry.serving) / entry.ticket)) : 0;
     progress.value = done;
@@ -144,9 +159,10 @@ function renderEntry(entry) {
   } else if (previous === "payment_required") {
     $("card-status").textContent = "Your card is held. You keep your place.";
   }
-  if (entry.status === "expired") say("Your turn has passed.");
-  if (entry.status === "purchased") say("Bought! See your orders.");
-  if (entry.status === "sold_out") say("Sold out. Your card hold will be released.");
+  if (entry.status === "expired") closeShopping("Your turn has passed, and your card hold is being released.");
+  if (entry.status === "purchased") { closeShopping("Bought! Your order is confirmed."); $("orders-link").hidden = false; }
+  if (entry.status === "sold_out") closeShopping("Sold out: every unit has found a buyer. Your card hold is being released.");
+  if (entry.status === "ended") closeShopping("This drop has ended. Your card hold is being released.");
 }
 
 // --- live updates: websocket first, polling while it is down -----------------------------------
@@ -256,7 +272,7 @@ let rejoined = false;
 function placeLost() {
   if (rejoined) {
     lastEntry = null;
-    $("join").hidden = false;
+    $("join-section").hidden = false;
     say("Your place in line was lost. Press Join to queue again.");
     return;
   }
@@ -273,8 +289,13 @@ async function join() {
     const body = { altcha: await proofOfWork(), fingerprint: await fingerprint(), signals: automationSignals() };
     const joined = await callPatiently("POST", `${api}/queue`, body);
     if (joined.status === 200 || joined.status === 201) renderEntry(joined.data);
-    else if (joined.status === 402) { cardHeld = false; $("hold").hidden = false; fail(joined.data); }
-    else fail(joined.data);
+    else {
+      // The widget must not say "Verified" next to a refusal.
+      const widget = $("pow");
+      if (typeof widget.setState === "function") widget.setState("error", joined.data?.error?.message || "Refused");
+      if (joined.status === 402) { cardHeld = false; $("hold").hidden = false; }
+      fail(joined.data);
+    }
   } catch (err) {
     fail({ error: { message: "The bot check did not finish; press Join again." } });
   } finally {
@@ -378,7 +399,7 @@ async function hold() {
   }
 }
 
-if (root.dataset.signedIn === "1") {
+if (root.dataset.signedIn === "1" && $("card-section")) {
   $("hold").addEventListener("click", hold);
   call("GET", `${api}/authorization`).then((auth) => {
     if (auth.status === 200) showCard(auth.data);

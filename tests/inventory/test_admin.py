@@ -1,5 +1,7 @@
 """Merchandisers in Django admin: scheduling, validation, quantity changes, actions, permissions."""
 
+import inspect
+import re
 from datetime import timedelta
 
 import pytest
@@ -28,10 +30,29 @@ def form_data(product, **overrides):
         "quantity": 50,
         "per_customer_limit": 1,
         "admission_rate": 500,
+        "admitted_cap_multiple": 3,
         "checkout_window": 300,
+        "bot_threshold": 60,
+        "bot_action": "refuse",
+        "max_accounts_per_device": 2,
+        "max_accounts_per_card": 1,
+        "min_account_age": 0,
     }
     data.update(overrides)
     return data
+
+
+SETTINGS = [
+    "per_customer_limit",
+    "admission_rate",
+    "admitted_cap_multiple",
+    "checkout_window",
+    "bot_threshold",
+    "bot_action",
+    "max_accounts_per_device",
+    "max_accounts_per_card",
+    "min_account_age",
+]
 
 
 def test_merchandisers_group_has_only_what_running_drops_needs():
@@ -109,8 +130,115 @@ def test_changelist_shows_state_and_remaining(client, merchandiser, make_drop):
     body = response.content.decode()
     assert response.status_code == 200
     assert "on-now" in body
-    assert '<td class="field-state">live</td>' in body
-    assert '<td class="field-remaining">7</td>' in body
+    assert '<td class="field-state">Live</td>' in body
+    assert '<td class="field-remaining">7 of 7</td>' in body
+
+
+def test_changelist_says_state_and_start_in_words_and_links_the_dashboard_by_its_real_state(
+    client, merchandiser, make_drop
+):
+    later = timezone.now() + timedelta(hours=2, minutes=1)
+    make_drop(quantity=3, slug="soon", prequeue_opens_at=later, starts_at=later, is_draft=True)
+    gone = make_drop(quantity=1, slug="gone")
+    buyer = UserFactory()
+    services.order_mark_paid(
+        order=services.order_reserve(claim=services.unit_claim(drop=gone, shopper_id=buyer.pk), shopper=buyer)
+    )
+    body = client.get(reverse("admin:inventory_drop_changelist")).content.decode()
+    rows = dict(re.findall(r"<tr>.*?>(soon|gone)</a>(.*?)</tr>", body, re.S))
+    assert '<td class="field-state">Scheduled (draft, hidden)</td>' in rows["soon"]
+    assert '<td class="field-starts">in 2\xa0hours' in rows["soon"]
+    assert '<td class="field-state">Sold out</td>' in rows["gone"]
+    assert '<td class="field-remaining">0 of 1</td>' in rows["gone"]
+    assert '<td class="field-starts">a minute ago<br><time class="moment" datetime="' in rows["gone"]
+    dashboard = reverse("admin:waitingroom_dropqueue_dashboard", args=[gone.pk])
+    assert f'<a href="{dashboard}">Dashboard: sold out</a>' in rows["gone"]
+    # What used to push the list past 1280 px is gone: one column per thing that matters.
+    assert re.findall(r'<th scope="col" class="[^"]*column-(\w+)', body) == [
+        "slug",
+        "product",
+        "state",
+        "remaining",
+        "starts",
+        "dashboard",
+    ]
+
+
+def test_add_form_offers_every_setting_of_schedule_drop_grouped_with_its_defaults(client, merchandiser):
+    body = client.get(reverse("admin:inventory_drop_add")).content.decode()
+    legends = re.findall(r'<h2 id="fieldset-0-\d+-heading" class="fieldset-heading">(.*?)</h2>', body)
+    assert legends == ["What and when", "Stock", "Queue and checkout", "Bot protection"]
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(services.drop_schedule).parameters.items()
+        if name in SETTINGS
+    }
+    for name in SETTINGS:
+        assert f'name="{name}"' in body
+        if name in defaults:  # the form starts where schedule_drop does
+            assert re.search(rf'name="{name}" value="{defaults[name]}"', body), name
+    assert '<select name="bot_action"' in body
+    assert '<option value="refuse" selected>' in body
+    assert "Accounts that may queue with one card." in body  # each setting is explained
+    assert "test cards all share one fingerprint" in body
+
+
+def test_a_drop_tuned_in_admin_keeps_every_setting(client, merchandiser):
+    product = ProductFactory()
+    tuned = {
+        "admitted_cap_multiple": 5,
+        "bot_threshold": 80,
+        "bot_action": "park",
+        "max_accounts_per_device": 4,
+        "max_accounts_per_card": 1000,
+        "min_account_age": 86400,
+        "checkout_window": 120,
+        "admission_rate": 50,
+        "per_customer_limit": 2,
+    }
+    response = client.post(reverse("admin:inventory_drop_add"), form_data(product, **tuned))
+    assert response.status_code == 302, response.content
+    drop = Drop.objects.get(slug="spring-drop")
+    assert {name: getattr(drop, name) for name in tuned} == tuned
+
+
+def test_a_drop_made_in_admin_is_the_drop_schedule_drop_makes(client, merchandiser):
+    product = ProductFactory(sku="same", title="Same")
+    starts_at = (timezone.now() + timedelta(hours=2)).replace(microsecond=0)
+    data = form_data(
+        product,
+        slug="from-admin",
+        prequeue_opens_at_0="",
+        prequeue_opens_at_1="",
+        starts_at_0=starts_at.strftime("%Y-%m-%d"),
+        starts_at_1=starts_at.strftime("%H:%M:%S"),
+    )
+    assert client.post(reverse("admin:inventory_drop_add"), data).status_code == 302
+    made = Drop.objects.get(slug="from-admin")
+    scheduled = services.drop_schedule(slug="from-command", title="Same", price=product.price, quantity=50,
+                                       starts_at=starts_at)  # fmt: skip
+    fields = ["prequeue_opens_at", "starts_at", "ends_at", "quantity", "is_draft", "paused", *SETTINGS]
+    assert {name: getattr(made, name) for name in fields} == {name: getattr(scheduled, name) for name in fields}
+    assert made.prequeue_opens_at == made.starts_at  # no pre-queue given: the queue opens at the start
+    assert made.armed_at is not None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max_accounts_per_card": 0}, "Ensure this value is greater than or equal to 1."),
+        ({"max_accounts_per_device": 0}, "Ensure this value is greater than or equal to 1."),
+        ({"admitted_cap_multiple": 0}, "Ensure this value is greater than or equal to 1."),
+        ({"checkout_window": 5}, "Ensure this value is greater than or equal to 10."),
+        ({"bot_action": "shrug"}, "Select a valid choice."),
+        ({"min_account_age": -1}, "Ensure this value is greater than or equal to 0."),
+    ],
+)
+def test_bad_settings_are_refused(client, merchandiser, overrides, message):
+    response = client.post(reverse("admin:inventory_drop_add"), form_data(ProductFactory(), **overrides))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Drop.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -34,10 +34,22 @@ def test_waiting_room_shows_queue_and_bot_counts_by_reason(client, merchandiser,
     assert '<td class="field-queue_length">2</td>' in changelist
     assert '<td class="field-blocked_total">3</td>' in changelist
     assert '<td class="field-flagged_total">2</td>' in changelist
+    assert '<td class="field-state">Live</td>' in changelist
     page = client.get(reverse("admin:waitingroom_dropqueue_change", args=[drop.pk])).content.decode()
     assert "automation_user_agent: 1, device_limit: 2" in page
     assert "headless: 1, webdriver: 1" in page
     assert "suspect" in page
+
+
+def test_a_waiting_room_entry_opens_its_live_dashboard(client, merchandiser, drop_with_suspects):
+    drop, _parked = drop_with_suspects
+    changelist = client.get(reverse("admin:waitingroom_dropqueue_changelist")).content.decode()
+    dashboard = reverse("admin:waitingroom_dropqueue_dashboard", args=[drop.pk])
+    assert f'<td class="field-dashboard_link"><a href="{dashboard}">air</a></td>' in changelist
+    assert reverse("admin:waitingroom_dropqueue_change", args=[drop.pk]) not in changelist
+    # The change page (bot refusals, parked shoppers to release) is one click away from the dashboard.
+    page = client.get(dashboard).content.decode()
+    assert f'href="{reverse("admin:waitingroom_dropqueue_change", args=[drop.pk])}">Bot refusals and parked' in page
 
 
 def test_merchandiser_releases_a_parked_shopper(client, merchandiser, drop_with_suspects):

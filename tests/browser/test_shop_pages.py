@@ -1,0 +1,142 @@
+"""Every page a shopper sees, in Chromium at desktop and mobile widths: axe-core finds no serious accessibility
+violation, a screenshot of each is kept (var/artifacts/screenshots), and the page says what it should."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from inventory import services as inventory_services
+from inventory.models import Order, OrderStatus
+from tests.factories import DropFactory, UserFactory
+from waitingroom import selectors, services
+
+from .conftest import VIEWPORTS, look
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def shop(settings, redis, stripe_settings):
+    settings.POW_COST = 300
+    selectors.drop_cache_clear()
+    live = DropFactory(slug="air", quantity=50, product__title="Air Flash 1", product__price="129.00",
+                       product__description="A limited run of 50 pairs.", bot_threshold=1000)  # fmt: skip
+    soon = DropFactory(slug="soon", product__title="Night Runner",
+                       prequeue_opens_at=timezone.now() + timedelta(hours=1),
+                       starts_at=timezone.now() + timedelta(hours=3))  # fmt: skip
+    for drop in (live, soon):
+        inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=live)
+    ann = UserFactory(username="ann", email="ann@example.com")
+    bought = DropFactory(slug="gone", quantity=1, product__title="Sold Shoe")
+    inventory_services.drop_arm(drop=bought)
+    order = Order.objects.create(drop=bought, shopper=ann, status=OrderStatus.PAID, quantity=1, amount="89.00",
+                                 currency="usd", claim_id="c-gone-1")  # fmt: skip
+    return {"live": live, "soon": soon, "order": order}
+
+
+def sign_in(page, server):
+    page.goto(f"{server}/accounts/login/")
+    page.fill("input[name=username]", "ann")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/")
+
+
+@pytest.mark.parametrize("width", list(VIEWPORTS))
+def test_every_shopper_page_is_accessible_and_readable(asgi_server, browser, shop, width):
+    context = browser.new_context(viewport=VIEWPORTS[width], timezone_id="America/New_York", locale="en-US")
+    page = context.new_page()
+    missing = []
+    page.on("response", lambda response: missing.append(response.url) if response.status == 404 else None)
+
+    # A visitor
+    visitor_pages = [
+        ("home", "/"),
+        ("drop-visitor", "/drops/air/"),
+        ("sign-in", "/accounts/login/"),
+        ("sign-up", "/accounts/signup/?next=/drops/air/"),
+        ("password-reset", "/accounts/password_reset/"),
+    ]
+    for name, path in visitor_pages:
+        page.goto(f"{asgi_server}{path}")
+        look(page, name)
+    page.goto(f"{asgi_server}/drops/soon/")
+    # Times are the shopper's own (New York here), with a live countdown, never raw ISO or a state's code name
+    when = page.inner_text("#when")
+    assert re.search(r"Sale starts \w+ \d+, \d{4}, \d+:\d\d [AP]M \(starts in 2 h 5\d min\)", when), when
+    assert page.inner_text("#state") == "Coming soon"
+    look(page, "drop-scheduled")
+
+    # A shopper
+    sign_in(page, asgi_server)
+    page.goto(f"{asgi_server}/drops/air/")
+    page.wait_for_selector("#hold")
+    assert page.inner_text("#state") == "On sale now"
+    assert "$129.00" in page.inner_text(".price")
+    look(page, "drop-shopper")
+    shopper_pages = [
+        ("orders", "/orders/"),
+        ("order", f"/orders/{shop['order'].pk}/"),
+        ("profile", "/accounts/profile/"),
+        ("password-change", "/accounts/password_change/"),
+    ]
+    for name, path in shopper_pages:
+        page.goto(f"{asgi_server}{path}")
+        look(page, name)
+    # The orders table fits the phone's width (no sideways scrolling of the page)
+    page.goto(f"{asgi_server}/orders/")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    # After buying, the drop page is about the order alone
+    page.goto(f"{asgi_server}/drops/gone/")
+    assert page.inner_text("#bought").startswith("You bought this.")
+    assert page.locator("#card-section, #join, altcha-widget").count() == 0
+    look(page, "drop-bought")
+    # No page asks for something that is not there (the favicon, say); the API's 404s are answers
+    assert not [url for url in missing if "/api/" not in url], missing
+    context.close()
+
+
+def test_the_skip_link_is_the_first_stop_of_the_keyboard(asgi_server, browser, shop):
+    page = browser.new_page()
+    page.goto(f"{asgi_server}/drops/air/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+
+
+def test_a_refused_join_leaves_the_widget_saying_so_not_verified(asgi_server, browser, shop, settings):
+    # Given a drop whose bot check refuses this headless browser
+    live = shop["live"]
+    live.bot_threshold = 1
+    live.save()
+    selectors.drop_cache_clear()
+    page = browser.new_page()
+    sign_in(page, asgi_server)
+    page.goto(f"{asgi_server}/drops/air/")
+    page.select_option("#card", "pm_card_visa")
+    page.click("#hold")
+    page.wait_for_selector("text=Card saved.")
+    page.click("#join")
+    page.wait_for_selector("#error:has-text('automated')", timeout=30_000)
+    # Then the widget shows the refusal too
+    state = page.evaluate("() => document.getElementById('pow').getState()")
+    assert state != "verified"
+    look(page, "drop-refused")
+
+
+def test_what_the_page_hides_stays_hidden(asgi_server, browser, shop):
+    # Given a shopper on a drop page before joining
+    page = browser.new_page()
+    sign_in(page, asgi_server)
+    page.goto(f"{asgi_server}/drops/air/")
+    page.wait_for_selector("#hold")
+    # Then neither Buy nor the progress bar shows (a button's display rule once overrode `hidden`)
+    assert not page.is_visible("#buy")
+    assert not page.is_visible("#progress")
+    assert not page.is_visible("#orders-link")
