@@ -140,3 +140,55 @@ def test_what_the_page_hides_stays_hidden(asgi_server, browser, shop):
     assert not page.is_visible("#buy")
     assert not page.is_visible("#progress")
     assert not page.is_visible("#orders-link")
+
+
+def test_a_pre_queued_shopper_sees_the_drawn_place_at_the_start_and_what_a_pause_means(
+    asgi_server, browser, shop, settings
+):
+    import threading
+
+    from waitingroom import realtime
+
+    # Given a drop whose sale starts in a few seconds, and a shopper in its waiting room with a card
+    starts = timezone.now() + timedelta(seconds=6)
+    drop = DropFactory(slug="soon-start", quantity=5, prequeue_opens_at=timezone.now() - timedelta(minutes=1),
+                       starts_at=starts, admission_rate=1, bot_threshold=1000)  # fmt: skip
+    inventory_services.drop_arm(drop=drop)
+    for shopper_id in range(800_001, 800_004):  # three more in the pre-queue
+        services.ticket_issue(drop=drop, shopper_id=shopper_id, require_authorization=False)
+    page = browser.new_page()
+    sign_in(page, asgi_server)
+    page.goto(f"{asgi_server}/drops/soon-start/")
+    page.select_option("#card", "pm_card_visa")
+    page.click("#hold")
+    page.wait_for_selector("text=Card saved.")
+    page.click("#join")
+    page.wait_for_selector("text=You are in the waiting room.")
+    assert page.inner_text("#state") == "Waiting room open"
+
+    # What beat does at the start, short of admitting anyone: draw the pre-queue, tell the sockets
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(0.5):
+            if timezone.now() >= drop.starts_at:
+                services.queue_start(drop=drop)
+            realtime.drop_publish(drop=drop)
+
+    ticker = threading.Thread(target=beat, daemon=True)
+    ticker.start()
+    try:
+        # When the sale starts, the page shows the drawn place within a couple of seconds of the start
+        page.wait_for_selector("text=in line", timeout=15_000)
+        drawn_after = (timezone.now() - starts).total_seconds()
+        assert drawn_after < 3, drawn_after
+        assert page.inner_text("#state") == "On sale now"
+        # and when the shop pauses, it says what that means for the shopper
+        inventory_services.drop_pause(drop=drop)  # the beat thread's drop object too
+        selectors.drop_cache_clear()
+        page.wait_for_selector("text=The shop has paused the drop. You keep your place", timeout=10_000)
+        assert page.is_visible("#paused-note")
+        assert page.inner_text("#state") == "Paused"
+    finally:
+        stop.set()
+        ticker.join()
