@@ -20,7 +20,7 @@ LOCALSTRIPE_PORT ?= 8420
 export LOCALSTRIPE_PORT
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install install-dev serve bench clean lock vendor-altcha vendor-axe
+.PHONY: run test test-cluster cluster-run lint format install install-dev serve bench clean lock vendor-altcha vendor-axe
 
 # Installs come from lock files with hashes (`make lock` writes them from the *.in files):
 # requirements.txt is what a deploy installs; requirements-local.txt adds what `make run` needs on a
@@ -64,6 +64,18 @@ serve:
 test: $(VENV)/.installed-dev
 	mkdir -p var
 	$(PY) scripts/redis_up.py --url $(TEST_REDIS_URL) -- $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+CLUSTER_PORT ?= 7001
+# The sale's suite: inventory (the many-process concurrency tests included), queue, ticks, holds, purchases,
+# bots, the lean path, and simulate_drop through a real server.
+CLUSTER_TESTS ?= -q tests/inventory tests/waitingroom tests/payments tests/test_redis_roles.py tests/test_simulate_drop.py
+## The sale's suite again with its keys on a Redis Cluster (3 primaries, 1 replica each; started when none answers);
+## the cache, pub/sub and the broker stay on the single Redis.
+test-cluster: $(VENV)/.installed-dev
+	mkdir -p var
+	$(PY) scripts/redis_cluster.py up --port $(CLUSTER_PORT) >/dev/null
+	$(PY) scripts/redis_up.py --url $(TEST_REDIS_URL) -- env TEST_REDIS_CLUSTER=1 \
+		TEST_REDIS_URL=redis://127.0.0.1:$(CLUSTER_PORT)/0 TEST_CACHE_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(CLUSTER_TESTS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,8 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.asyncio import ConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 from redis.connection import parse_url
 
 from flashsale.lean_redis import SCHEMES as LEAN_SCHEMES
@@ -17,7 +19,7 @@ from flashsale.lean_redis import LeanRedis
 
 SALE_ALIAS = "sale"  # the settings' CACHES entry whose pool holds the sale's connections
 
-_async_clients: dict[tuple[int, str], AsyncRedis | LeanRedis] = {}
+_async_clients: dict[tuple[int, str], AsyncRedis | AsyncRedisCluster | LeanRedis] = {}
 
 
 def pubsub_namespace() -> str:
@@ -30,14 +32,24 @@ def pubsub_namespace() -> str:
     return f"{settings.FLASHSALE_REDIS_PREFIX}:{database}"
 
 
-def redis_client() -> Redis:
-    """Return the client of the sale's keys (REDIS_URL), on django-redis's shared pool."""
+def redis_client() -> Redis | RedisCluster:
+    """Return the client of the sale's keys (REDIS_URL): django-redis's shared pool, or on a Redis Cluster
+    redis-py's ``RedisCluster`` (it follows MOVED and ASK and keeps a pool per node)."""
+    if settings.REDIS_CLUSTER:
+        return _cluster_client(settings.REDIS_URL)
     return get_redis_connection(SALE_ALIAS)
+
+
+@cache
+def _cluster_client(url: str) -> RedisCluster:
+    return RedisCluster.from_url(
+        url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_connect_timeout=2, max_connections=200
+    )
 
 
 def pubsub_client() -> Redis:
     """Return the client live updates are published with (PUBSUB_URL)."""
-    if settings.PUBSUB_URL == settings.REDIS_URL:
+    if settings.PUBSUB_URL == settings.REDIS_URL and not settings.REDIS_CLUSTER:
         return redis_client()
     return _plain_client(settings.PUBSUB_URL)
 
@@ -53,7 +65,7 @@ def cache_url(alias: str) -> str:
     return location if isinstance(location, str) else location[0]
 
 
-def async_redis_client(url: str | None = None) -> AsyncRedis | LeanRedis:
+def async_redis_client(url: str | None = None) -> AsyncRedis | AsyncRedisCluster | LeanRedis:
     """Return this event loop's asyncio client of ``url`` (by default REDIS_URL, the sale's keys).
 
     The lean join path uses it, for the sale's keys and for sessions (the session cache's URL).
@@ -67,7 +79,10 @@ def async_redis_client(url: str | None = None) -> AsyncRedis | LeanRedis:
     key = (id(asyncio.get_running_loop()), url)
     client = _async_clients.get(key)
     if client is None:
-        if urlsplit(url).scheme in LEAN_SCHEMES:
+        if settings.REDIS_CLUSTER and url == settings.REDIS_URL:
+            # The lean client speaks to one node; a cluster needs MOVED/ASK: redis-py's asyncio client.
+            client = AsyncRedisCluster.from_url(url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT)
+        elif urlsplit(url).scheme in LEAN_SCHEMES:
             client = LeanRedis(url, timeout=settings.REDIS_SOCKET_TIMEOUT)
         else:
             pool = ConnectionPool.from_url(url, max_connections=1000, socket_timeout=settings.REDIS_SOCKET_TIMEOUT)

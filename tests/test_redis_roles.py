@@ -28,7 +28,7 @@ SESSION_KEY_PREFIX = "django.contrib.sessions.cached_db"
 @pytest.fixture
 def cache_apart(settings):
     """The cache and sessions on another Redis database than the sale's keys (CACHE_URL)."""
-    url = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"
+    url = settings.CACHE_URL.rsplit("/", 1)[0] + "/14"
     settings.CACHE_URL = url
     settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": url}}
     client = Redis.from_url(url)

@@ -88,7 +88,7 @@ def join_call(
     q, inv = queue_keys(drop.pk), inventory_keys(drop.pk)
     keys = [
         q.entries, q.tickets, q.prequeue, q.started, q.last_ticket, q.serving, q.holds, inv.stock,
-        inv.holds, f"{q.pow_spent}{pow_marker}" if pow_marker else "", f"{q.device}{device}" if device else "",
+        inv.holds, f"{q.pow_spent}{pow_marker or ''}", f"{q.device}{device}",
         q.parked, q.blocked, q.flagged, q.journal,
     ]  # fmt: skip
     args = [

@@ -105,10 +105,15 @@ WEB_THREADS = env.int("WEB_THREADS", default=env.int("DATABASE_POOL_SIZE", defau
 # - PUBSUB_URL: the live updates each web node subscribes to (no keys).
 # - CELERY_BROKER_URL: Celery's queues (kombu). Never evicted.
 # CHANNEL_LAYER_URL is the channel layer's (channels-redis), which only bench/fanout.py measures against.
+# REDIS_CLUSTER=1: REDIS_URL is a seed node of a Redis Cluster (redis-py's RedisCluster; every key of a drop
+# shares the {drop:<id>} hash tag, so each script runs on one slot). The other roles cannot live on a cluster
+# (kombu, pub/sub across nodes, django-redis): CACHE_URL is then required, and the others default to it.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
-CACHE_URL = env("CACHE_URL", default=REDIS_URL)
-PUBSUB_URL = env("PUBSUB_URL", default=REDIS_URL)
-CHANNEL_LAYER_URL = env("CHANNEL_LAYER_URL", default=REDIS_URL)
+REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
+CACHE_URL = env("CACHE_URL") if REDIS_CLUSTER else env("CACHE_URL", default=REDIS_URL)
+_PLAIN_REDIS_URL = CACHE_URL if REDIS_CLUSTER else REDIS_URL
+PUBSUB_URL = env("PUBSUB_URL", default=_PLAIN_REDIS_URL)
+CHANNEL_LAYER_URL = env("CHANNEL_LAYER_URL", default=_PLAIN_REDIS_URL)
 # Prefix of every key flashsale writes to Redis itself (the cache has its own KEY_PREFIX).
 FLASHSALE_REDIS_PREFIX = env("FLASHSALE_REDIS_PREFIX", default="fs")
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=5.0)
@@ -137,8 +142,9 @@ def redis_connection(url: str, *, key_prefix: str = "") -> dict:
 CACHES = {
     # Django's cache, sessions (cached_db) and django-ratelimit's counters.
     "default": redis_connection(CACHE_URL, key_prefix=FLASHSALE_REDIS_PREFIX),
-    # Not a cache: the connection of the sale's own scripts (flashsale.redis.redis_client).
-    "sale": redis_connection(REDIS_URL),
+    # Not a cache: the connection of the sale's own scripts (flashsale.redis.redis_client; on a cluster,
+    # redis-py's RedisCluster instead).
+    "sale": redis_connection(_PLAIN_REDIS_URL),
 }
 
 CHANNEL_LAYERS = {
@@ -154,7 +160,7 @@ CHANNEL_LAYERS = {
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=_PLAIN_REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 # A task that was running when its worker died (acks_late: the payment tasks) is handed to another

@@ -14,12 +14,15 @@ FLASHSALE_REDIS_PREFIX = env("FLASHSALE_TEST_PREFIX", default=f"fstest:{_worker}
 
 # The cache (sessions, rate-limit counters) on the same Redis unless TEST_CACHE_URL says otherwise: the
 # suite runs once with it on another database to show the roles are apart (tests/test_redis_roles.py).
-CACHE_URL = env("TEST_CACHE_URL", default=REDIS_URL)
-PUBSUB_URL = REDIS_URL
-CHANNEL_LAYER_URL = REDIS_URL
+# TEST_REDIS_CLUSTER=1 runs the sale's keys on a Redis Cluster (TEST_REDIS_URL a seed node; make test-cluster);
+# the cache, pub/sub and the broker then stay on TEST_CACHE_URL.
+REDIS_CLUSTER = env.bool("TEST_REDIS_CLUSTER", default=False)
+CACHE_URL = env("TEST_CACHE_URL", default="redis://127.0.0.1:6379/15" if REDIS_CLUSTER else REDIS_URL)
+_PLAIN_REDIS_URL = CACHE_URL if REDIS_CLUSTER else REDIS_URL
+PUBSUB_URL = CHANNEL_LAYER_URL = _PLAIN_REDIS_URL
 CACHES = {
     "default": redis_connection(CACHE_URL, key_prefix=FLASHSALE_REDIS_PREFIX),
-    "sale": redis_connection(REDIS_URL),
+    "sale": redis_connection(_PLAIN_REDIS_URL),
 }
 CHANNEL_LAYERS = {
     "default": {
@@ -30,7 +33,7 @@ CHANNEL_LAYERS = {
         },
     }
 }
-CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_URL = _PLAIN_REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{FLASHSALE_REDIS_PREFIX}:celery:", "visibility_timeout": 600}
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from flashsale.redis import pubsub_client
 from inventory import services as inventory_services
 from tests.factories import DropFactory
 from waitingroom import selectors, services
@@ -188,7 +189,7 @@ def test_an_ended_drop_is_ticked_for_a_minute_so_watchers_learn_it(redis):
     live = armed(slug="on")
     ended = armed(slug="just-ended", ends_at=timezone.now() - timedelta(seconds=5))
     long_gone = armed(slug="gone", ends_at=timezone.now() - timedelta(minutes=5))
-    subscriber = redis.pubsub(ignore_subscribe_messages=True)
+    subscriber = pubsub_client().pubsub(ignore_subscribe_messages=True)  # PUBSUB_URL, not the sale's Redis
     subscriber.subscribe(updates_channel(ended.pk))
     assert set(services.queue_tick_all()) == {live.slug, ended.slug}
     assert long_gone.slug not in services.queue_tick_all()

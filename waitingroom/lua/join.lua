@@ -2,8 +2,9 @@
 -- KEYS[1] entries  KEYS[2] tickets  KEYS[3] prequeue  KEYS[4] started  KEYS[5] last_ticket  KEYS[6] serving
 -- KEYS[7] holds (hash shopper id -> hold state: present once the shopper gave a card)
 -- KEYS[8] stock (inventory)  KEYS[9] holds (inventory)
--- KEYS[10] spent proof-of-work marker ('' when none is checked)
--- KEYS[11] accounts seen on this device ('' when no device is known)
+-- KEYS[10] spent proof-of-work marker (its bare prefix, ending in ':', when none is checked)
+-- KEYS[11] accounts seen on this device (its bare prefix when no device is known)
+--   (a bare prefix rather than '': every key carries the drop's hash tag, so the call stays on one cluster slot)
 -- KEYS[12] parked (hash shopper -> reasons)  KEYS[13] blocked counts by reason  KEYS[14] flagged counts by reason
 -- KEYS[15] journal (list of "shopper:ticket" not yet saved to the database)
 -- ARGV[1] shopper id  ARGV[2] 1 when a card is required (else the entry needs no hold to be admitted)
@@ -13,6 +14,10 @@
 -- Returns {code, ticket, serving, length}: 1 TICKETED, 2 PREQUEUED, 3 EXISTING, 4 AUTHORIZATION_REQUIRED,
 --   5 SOLD_OUT, 6 POW_REPLAYED, 7 DEVICE_LIMIT, 8 PARKED, 10 UNAVAILABLE (the drop's Redis state is missing)
 -- (Accounts per card are counted when the hold is placed: the card's fingerprint is known only then.)
+local function given(key)
+  return key ~= '' and string.sub(key, -1) ~= ':'
+end
+local pow_key, device_key = given(KEYS[10]), given(KEYS[11])
 local serving = tonumber(redis.call('GET', KEYS[6]) or '0')
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
@@ -28,15 +33,15 @@ end
 if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[7], ARGV[1]) == 0 then
   return {4, 0, serving, redis.call('HLEN', KEYS[1])}
 end
-if KEYS[11] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 0
+if device_key and redis.call('SISMEMBER', KEYS[11], ARGV[1]) == 0
     and redis.call('SCARD', KEYS[11]) >= tonumber(ARGV[4]) then
   redis.call('HINCRBY', KEYS[13], 'device_limit', 1)
   return {7, 0, serving, redis.call('HLEN', KEYS[1])}
 end
-if KEYS[10] ~= '' and not redis.call('SET', KEYS[10], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then
+if pow_key and not redis.call('SET', KEYS[10], ARGV[1], 'NX', 'EX', tonumber(ARGV[3])) then
   return {6, 0, serving, redis.call('HLEN', KEYS[1])}
 end
-if KEYS[11] ~= '' then
+if device_key then
   redis.call('SADD', KEYS[11], ARGV[1])
 end
 if ARGV[2] ~= '1' then
