@@ -65,7 +65,8 @@ test: $(VENV)/.installed-dev
 	mkdir -p var
 	$(PY) scripts/redis_up.py --url $(TEST_REDIS_URL) -- $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-CLUSTER_PORT ?= 7001
+CLUSTER_BASE_PORT ?= 7000
+export CLUSTER_BASE_PORT
 # The sale's suite: inventory (the many-process concurrency tests included), queue, ticks, holds, purchases,
 # bots, the lean path, and simulate_drop through a real server.
 CLUSTER_TESTS ?= -q tests/inventory tests/waitingroom tests/payments tests/test_redis_roles.py tests/test_simulate_drop.py
@@ -73,9 +74,16 @@ CLUSTER_TESTS ?= -q tests/inventory tests/waitingroom tests/payments tests/test_
 ## the cache, pub/sub and the broker stay on the single Redis.
 test-cluster: $(VENV)/.installed-dev
 	mkdir -p var
-	$(PY) scripts/redis_cluster.py up --port $(CLUSTER_PORT) >/dev/null
+	$(PY) scripts/redis_cluster.py up --port $(CLUSTER_BASE_PORT) >/dev/null
 	$(PY) scripts/redis_up.py --url $(TEST_REDIS_URL) -- env TEST_REDIS_CLUSTER=1 \
-		TEST_REDIS_URL=redis://127.0.0.1:$(CLUSTER_PORT)/0 TEST_CACHE_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(CLUSTER_TESTS)
+		TEST_REDIS_URL=redis://127.0.0.1:$(CLUSTER_BASE_PORT)/0 TEST_CACHE_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(CLUSTER_TESTS)
+
+## The multi-node topology on this machine: Redis Cluster, two web nodes behind HAProxy on PORT, two workers,
+## beat, localstripe (scripts/cluster_run.py). Ctrl-C stops it all.
+cluster-run: export DJANGO_SETTINGS_MODULE ?= flashsale.settings.base
+cluster-run: $(VENV)/.installed
+	mkdir -p var
+	$(PY) scripts/cluster_run.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

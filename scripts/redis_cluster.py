@@ -1,7 +1,7 @@
 """Start (or find) a Redis Cluster of 3 primaries with 1 replica each on 127.0.0.1, for the sale's keys.
 
-Usage: python scripts/redis_cluster.py up [--port 7001] [--dir var/cluster]   # prints the seed URL
-       python scripts/redis_cluster.py down [--port 7001] [--dir var/cluster]
+Usage: python scripts/redis_cluster.py up [--port 7000] [--dir var/cluster]   # prints the seed URL
+       python scripts/redis_cluster.py down [--port 7000] [--dir var/cluster]
 
 Debian's ``redis-server`` in cluster mode, nothing kept on disk (like the local single Redis), the cluster
 made with ``redis-cli --cluster create``. ``up`` is idempotent: a cluster that already answers with all
@@ -28,7 +28,8 @@ def cli(port: int, *args: str, check: bool = False) -> str:
 def healthy(port: int) -> bool:
     """Every slot served, and each primary with its replica."""
     info = cli(port, "cluster", "info")
-    replicas = cli(port, "cluster", "nodes").count(" slave ")
+    flags = [line.split()[2] for line in cli(port, "cluster", "nodes").splitlines() if line.strip()]
+    replicas = sum("slave" in flag.split(",") for flag in flags)
     return "cluster_state:ok" in info and "cluster_slots_assigned:16384" in info and replicas == NODES // 2
 
 
@@ -81,7 +82,7 @@ def down(port: int, directory: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--port", type=int, default=7001)
+    parser.add_argument("--port", type=int, default=7000)
     parser.add_argument("--dir", type=Path, default=Path("var/cluster"))
     args = parser.parse_args()
     if args.action == "up":
