@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -146,10 +147,13 @@ cluster-run: the shop at http://127.0.0.1:{port}/ (HAProxy), admin at http://127
 manage.py against it:
   {" ".join(f"{name}={env[name]}" for name in shown)} .venv/bin/python manage.py drop_status demo
 """, flush=True)  # fmt: skip
+    honcho = subprocess.Popen([f"{venv}/honcho", "-f", str(VAR / "Procfile"), "-d", str(ROOT), "start"], env=env)
+    # A TERM (a supervisor, `timeout`) stops everything as Ctrl-C does, leaving no process behind.
+    signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGINT))
     try:
-        return subprocess.call([f"{venv}/honcho", "-f", str(VAR / "Procfile"), "-d", str(ROOT), "start"], env=env)
-    except KeyboardInterrupt:
-        return 130
+        return honcho.wait()
+    except KeyboardInterrupt:  # the same Ctrl-C reached honcho too: let it stop its processes
+        return honcho.wait()
     finally:
         if plain_server is not None:
             plain_server.terminate()
