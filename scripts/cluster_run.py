@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var" / "cluster-run"
+VAR = Path(os.environ.get("CLUSTER_RUN_DIR", ROOT / "var" / "cluster-run")).resolve()
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -86,11 +86,21 @@ frontend shop
     default_backend web
 backend web
     balance roundrobin
+    retries 2
+    option redispatch 1   # a connection refused (a node just killed) is tried on the other node
     option httpchk GET /healthz
     http-check expect status 200
     default-server inter 1s fall 2 rise 2
 {servers}
 """
+
+
+def supervised(command: str) -> str:
+    """Run ``command`` again a second after it dies, as a machine's supervisor (systemd) would: a killed web
+    node or worker comes back by itself, and honcho (which stops everything when one process ends) never
+    sees it go. TERM or INT stop the loop and the command."""
+    loop = f"while :; do {command} & child=$!; wait $child; sleep 1; done"
+    return f"sh -c 'trap \"kill $child 2>/dev/null; exit 0\" TERM INT; {loop}'"
 
 
 def main() -> int:
@@ -127,10 +137,10 @@ def main() -> int:
     uvicorn = (f"{venv}/uvicorn flashsale.asgi:application --host 127.0.0.1 --workers 1 --no-access-log "
                "--ws-per-message-deflate false --proxy-headers --forwarded-allow-ips 127.0.0.1")  # fmt: skip
     celery = f"{venv}/celery -A flashsale"
+    worker = f"{celery} worker --loglevel WARNING --concurrency 2 -Q celery,ticks,holds --hostname worker{{n}}@%h"
     procfile = "\n".join([
-        *(f"web{n + 1}: {uvicorn} --port {p}" for n, p in enumerate(webs)),
-        f"worker1: {celery} worker --loglevel WARNING --concurrency 2 -Q celery,ticks,holds --hostname worker1@%h",
-        f"worker2: {celery} worker --loglevel WARNING --concurrency 2 -Q celery,ticks,holds --hostname worker2@%h",
+        *(f"web{n + 1}: {supervised(f'{uvicorn} --port {p}')}" for n, p in enumerate(webs)),
+        *(f"worker{n}: {supervised(worker.format(n=n))}" for n in (1, 2)),
         f"beat: {celery} beat --loglevel WARNING --schedule {VAR / 'celerybeat-schedule'}",
         f"stripe: {PY} scripts/localstripe_server.py --port {stripe_port}",
         f"lb: {haproxy()} -db -f {VAR / 'haproxy.cfg'}",
