@@ -6,6 +6,8 @@ and restarted empty while they queue and buy. The run is ``bench/chaos.py``; thi
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,19 +19,24 @@ pytestmark = [pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_after_redis_is_lost_mid_sale_the_sale_heals_by_itself(tmp_path):
+def test_after_redis_is_lost_mid_sale_the_sale_heals_by_itself(tmp_path, request):
     out = tmp_path / "chaos.json"
     command = [
         sys.executable, "bench/chaos.py", "--shoppers", "400", "--units", "30", "--faults", "redis",
         "--only-chaos", "--at", "redis=3", "--redis-down", "2", "--settle", "60", "--max-seconds", "400",
-        "--database", f"flashsale_heals_{os.getpid()}", "--json", str(out),
+        "--database", f"flashsale_heals_{os.getpid()}", "--json", str(out), "--keep-logs",
     ]  # fmt: skip
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=480)
+    logs = Path(re.search(r"logs in (\S+)", run.stderr).group(1)) if "logs in " in run.stderr else None
+    request.addfinalizer(lambda: shutil.rmtree(logs, ignore_errors=True) if logs else None)
     assert out.exists(), run.stderr[-3000:]
     result = json.loads(out.read_text())
     report = result["reports"]["chaos"]
     healing = report["healing"]
     timeline = "\n".join(f"{e['at']:+.1f} s {e['what']}" for e in result["timeline"])
+    if logs is not None:  # what the ticker and beat said, should a step below fail
+        timeline += "".join(f"\n--- {name}\n" + (logs / name).read_text(errors="replace")[-2500:]
+                            for name in ("ticker.log", "beat.log") if (logs / name).exists())  # fmt: skip
 
     # The fault struck while shoppers were at it: some were told to try again (503 + Retry-After)
     assert any("SIGKILL" in e["what"] for e in result["timeline"]), timeline
