@@ -359,9 +359,10 @@ function showCard(auth) {
 
 async function paymentRequired(entry) {
   say(`${declineText(entry.decline_code)} Confirm it or give another card to keep your place.`);
-  const auth = await call("GET", `${api}/authorization`);
-  if (auth.status !== 200) return;
-  if (auth.data.status === "requires_action" && auth.data.client_secret) {
+  const auth = await callSafely("GET", `${api}/authorization`);
+  // A refused hold (declined, or the card over its accounts limit) has no open authorization left: the
+  // shopper is asked for another card all the same.
+  if (auth.status === 200 && auth.data.status === "requires_action" && auth.data.client_secret) {
     await stripeReady();
     const done = await finishThreeDSecure({ api, call, stripe, clientSecret: auth.data.client_secret });
     if (done.status === 200) { showCard(done.data); if (done.data.status === "authorized") say("Card confirmed. You keep your place."); return; }

@@ -192,3 +192,54 @@ def test_a_pre_queued_shopper_sees_the_drawn_place_at_the_start_and_what_a_pause
     finally:
         stop.set()
         ticker.join()
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in the test's process when sent (after commit), as the payments tests run them."""
+    from flashsale.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def test_a_card_over_its_accounts_limit_is_refused_with_what_to_do_next(asgi_server, browser, shop, eager_tasks):
+    from django.test import Client
+
+    from flashsale.checkout import services as checkout_services
+    from payments.models import Authorization
+    from tests.payments.conftest import authorize
+
+    # Given a drop that allows one account per card, and another account already in line with the same card
+    live = shop["live"]
+    live.max_accounts_per_card = 1
+    live.save()
+    selectors.drop_cache_clear()
+    other = Client(SERVER_NAME="localhost")  # the live server allows only its own host names
+    other.force_login(UserFactory())
+    given = authorize(other, live)
+    assert given.status_code == 202, given.content
+    services.ticket_issue(drop=live, shopper_id=int(other.session["_auth_user_id"]))
+
+    # When Ann gives the same card, joins, and her hold is placed (after the other one's)
+    page = browser.new_page()
+    sign_in(page, asgi_server)
+    page.goto(f"{asgi_server}/drops/air/")
+    page.select_option("#card", "pm_card_visa")
+    page.click("#hold")
+    page.wait_for_selector("text=Card saved.")
+    page.click("#join")
+    page.wait_for_selector("text=in line")
+    checkout_services.holds_place_due(drop=live, budget_seconds=20)
+    services.queue_admit_batch(drop=live)  # the tick tells her page
+
+    # Then the page says what happened and what to do, and lets her give another card
+    page.wait_for_selector("text=This card is already used by another account for this drop.", timeout=15_000)
+    assert "Give another card to keep your place" in page.inner_text("#card-status")
+    assert page.is_visible("#hold")
+    assert page.is_enabled("#card")
+    # and her hold was released at Stripe at once, not left for the drop's end
+    refused = Authorization.objects.get(drop=live, shopper__username="ann")
+    assert (refused.status, refused.failure_code) == ("failed", "card_limit")
+    look(page, "drop-card-limit")
