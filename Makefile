@@ -68,8 +68,9 @@ test: $(VENV)/.installed-dev
 CLUSTER_BASE_PORT ?= 7000
 export CLUSTER_BASE_PORT
 # The sale's suite: inventory (the many-process concurrency tests included), queue, ticks, holds, purchases,
-# bots, the lean path, and simulate_drop through a real server.
-CLUSTER_TESTS ?= -q tests/inventory tests/waitingroom tests/payments tests/test_redis_roles.py tests/test_simulate_drop.py
+# bots, the lean path, and simulate_drop through a real server; then the failover tests (tests/cluster).
+CLUSTER_TESTS ?= -q tests/inventory tests/waitingroom tests/payments tests/test_redis_roles.py tests/test_simulate_drop.py \
+	tests/cluster
 ## The sale's suite again with its keys on a Redis Cluster (3 primaries, 1 replica each; started when none answers);
 ## the cache, pub/sub and the broker stay on the single Redis.
 test-cluster: $(VENV)/.installed-dev

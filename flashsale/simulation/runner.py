@@ -14,6 +14,7 @@ from typing import TextIO
 import aiohttp
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisClusterException, RedisError
 from yarl import URL
 
 from inventory.selectors import stock_get
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 LEAD_SECONDS = 2.0  # from scheduling the drop to the first arrival
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 SETTLE_POLL = 1.0
+# A Redis that does not answer for a moment (a cluster promoting a replica) is read again, for up to 30 s.
+REDIS_AWAY = (RedisError, RedisClusterException)
+REDIS_RETRIES, REDIS_RETRY_SECONDS = 60, 0.5
 LAG_EVERY = 0.25  # how often the simulation's own event loop is checked for lag
 KEEPALIVE_SECONDS = 3.0
 
@@ -127,20 +131,30 @@ def simulation_run(config: SimulationConfig, *, progress: TextIO | None = None) 
         timed_out=unfinished > 0,
         unfinished=unfinished,
     )
-    return report_build(
-        config=config,
-        drop=drop,
-        stats=stats,
-        samples=monitor.samples,
-        times=times,
-        beat_failures=None if beat is None else beat.failures,
-    )
+    for _ in range(REDIS_RETRIES):  # the report reads Redis: wait out a failover (a replica being promoted)
+        try:
+            return report_build(
+                config=config,
+                drop=drop,
+                stats=stats,
+                samples=monitor.samples,
+                times=times,
+                beat_failures=None if beat is None else beat.failures,
+            )
+        except REDIS_AWAY as exc:
+            logger.warning("the report could not read Redis (%s); reading again", exc)
+            time.sleep(REDIS_RETRY_SECONDS)
+    raise SimulationError("Redis did not answer for the report")
 
 
 def _settle(drop, *, until: float) -> None:
     """Wait until no unit is pending or held and, once the drop is over, no card hold is open."""
     while time.monotonic() < until:
-        stock = stock_get(drop=drop)
+        try:
+            stock = stock_get(drop=drop)
+        except REDIS_AWAY:  # away for a moment (a failover): the stores are read again at the next poll
+            time.sleep(SETTLE_POLL)
+            continue
         counts = authorization_counts(drop_id=drop.pk)
         holds_open = sum(counts[s] for s in OPEN_AUTHORIZATIONS)
         if stock.held == 0 and stock.pending == 0 and (holds_open == 0 or not drop_holds_releasable(drop=drop)):

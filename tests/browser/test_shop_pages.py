@@ -47,6 +47,18 @@ def sign_in(page, server):
     page.wait_for_url(f"{server}/")
 
 
+def card_given_and_joined(browser, server, slug):
+    """Ann signed in, her card given on the drop's page and Join pressed; the page."""
+    page = browser.new_page()
+    sign_in(page, server)
+    page.goto(f"{server}/drops/{slug}/")
+    page.select_option("#card", "pm_card_visa")
+    page.click("#hold")
+    page.wait_for_selector("text=Card saved.")
+    page.click("#join")
+    return page
+
+
 @pytest.mark.parametrize("width", list(VIEWPORTS))
 def test_every_shopper_page_is_accessible_and_readable(asgi_server, browser, shop, width):
     context = browser.new_context(viewport=VIEWPORTS[width], timezone_id="America/New_York", locale="en-US")
@@ -116,13 +128,7 @@ def test_a_refused_join_leaves_the_widget_saying_so_not_verified(asgi_server, br
     live.bot_threshold = 1
     live.save()
     selectors.drop_cache_clear()
-    page = browser.new_page()
-    sign_in(page, asgi_server)
-    page.goto(f"{asgi_server}/drops/air/")
-    page.select_option("#card", "pm_card_visa")
-    page.click("#hold")
-    page.wait_for_selector("text=Card saved.")
-    page.click("#join")
+    page = card_given_and_joined(browser, asgi_server, "air")
     page.wait_for_selector("#error:has-text('automated')", timeout=30_000)
     # Then the widget shows the refusal too
     state = page.evaluate("() => document.getElementById('pow').getState()")
@@ -156,13 +162,7 @@ def test_a_pre_queued_shopper_sees_the_drawn_place_at_the_start_and_what_a_pause
     inventory_services.drop_arm(drop=drop)
     for shopper_id in range(800_001, 800_004):  # three more in the pre-queue
         services.ticket_issue(drop=drop, shopper_id=shopper_id, require_authorization=False)
-    page = browser.new_page()
-    sign_in(page, asgi_server)
-    page.goto(f"{asgi_server}/drops/soon-start/")
-    page.select_option("#card", "pm_card_visa")
-    page.click("#hold")
-    page.wait_for_selector("text=Card saved.")
-    page.click("#join")
+    page = card_given_and_joined(browser, asgi_server, "soon-start")
     page.wait_for_selector("text=You are in the waiting room.")
     assert page.inner_text("#state") == "Waiting room open"
 
@@ -223,13 +223,7 @@ def test_a_card_over_its_accounts_limit_is_refused_with_what_to_do_next(asgi_ser
     services.ticket_issue(drop=live, shopper_id=int(other.session["_auth_user_id"]))
 
     # When Ann gives the same card, joins, and her hold is placed (after the other one's)
-    page = browser.new_page()
-    sign_in(page, asgi_server)
-    page.goto(f"{asgi_server}/drops/air/")
-    page.select_option("#card", "pm_card_visa")
-    page.click("#hold")
-    page.wait_for_selector("text=Card saved.")
-    page.click("#join")
+    page = card_given_and_joined(browser, asgi_server, "air")
     page.wait_for_selector("text=in line")
     checkout_services.holds_place_due(drop=live, budget_seconds=20)
     services.queue_admit_batch(drop=live)  # the tick tells her page
