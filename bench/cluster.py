@@ -18,17 +18,16 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
+import cluster_run  # noqa: E402
 import redis_cluster  # noqa: E402
 from stack import Database, Stack, free_port  # noqa: E402
 
@@ -125,43 +124,22 @@ def multi_node(args, folder: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "CELERY_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="flashsale.settings.base", PORT=str(port), WEB_BASE_PORT=str(web_base),
-        CLUSTER_BASE_PORT=str(CLUSTER_BASE_PORT), LOCALSTRIPE_PORT=str(free_port()), CLUSTER_RUN_DIR=str(folder),
+        CLUSTER_BASE_PORT=str(CLUSTER_BASE_PORT), LOCALSTRIPE_PORT=str(free_port()),
         REDIS_URL="redis://127.0.0.1:6379/5", FLASHSALE_REDIS_PREFIX=f"bench{os.getpid()}", RATELIMIT_ENABLE="0",
         POW_COST="50", STRIPE_RATE_LIMIT="1000", DJANGO_DEBUG="0", DATABASE_URL=database.url,
     )  # fmt: skip
-    log = (folder / "cluster-run.log").open("w")
-    topology = subprocess.Popen([sys.executable, "scripts/cluster_run.py"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310 - ours
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or topology.poll() is not None:
-                sys.exit("cluster-run did not come up; see " + str(folder / "cluster-run.log"))
-            time.sleep(0.5)
-        processes = {
-            "web node 1": pids_of(f"uvicorn.*--port {web_base}$"),
-            "web node 2": pids_of(f"uvicorn.*--port {web_base + 1}$"),
-            "haproxy": pids_of(f"haproxy -db -f {folder}"),
-        }
-        primaries = {f"primary {p}": p for p in range(CLUSTER_BASE_PORT, CLUSTER_BASE_PORT + 6)
-                     if "role:master" in redis_cluster.cli(p, "info", "replication")}  # fmt: skip
-        manage_env = {**env, "REDIS_CLUSTER": "1", "REDIS_URL": f"redis://127.0.0.1:{CLUSTER_BASE_PORT}/0",
-                      "CACHE_URL": env["REDIS_URL"]}  # fmt: skip
-        return measured(manage_env, url, args, "cluster", processes, primaries)
+        with cluster_run.running(env, folder) as manage_env:
+            processes = {
+                "web node 1": pids_of(f"uvicorn.*--port {web_base}$"),
+                "web node 2": pids_of(f"uvicorn.*--port {web_base + 1}$"),
+                "haproxy": pids_of(f"haproxy -db -f {folder}"),
+            }
+            primaries = {f"primary {p}": p for p in range(CLUSTER_BASE_PORT, CLUSTER_BASE_PORT + 6)
+                         if "role:master" in redis_cluster.cli(p, "info", "replication")}  # fmt: skip
+            return measured(manage_env, url, args, "cluster", processes, primaries)
     finally:
-        topology.send_signal(signal.SIGTERM)
-        try:
-            topology.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(topology.pid, signal.SIGKILL)
-        redis_cluster.down(CLUSTER_BASE_PORT, folder / "redis-cluster")
         database.drop()
 
 

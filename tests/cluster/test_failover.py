@@ -23,6 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
+import cluster_run  # noqa: E402
 import redis_cluster  # noqa: E402
 
 pytestmark = [
@@ -53,13 +54,6 @@ class Topology:
         assert done.returncode == 0 or "{" in done.stdout, done.stderr[-3000:]
         return done.stdout
 
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:  # noqa: S310 - http, ours
-                return response.status == 200
-        except OSError:
-            return False
-
 
 def _pg_database(name: str) -> str | None:
     if not shutil.which("createdb"):
@@ -76,32 +70,15 @@ def topology(tmp_path_factory):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "TEST_", "PYTEST"))}
     env.update(
         DJANGO_SETTINGS_MODULE="flashsale.settings.base", PORT=str(free_port()), WEB_BASE_PORT=str(webs[0]),
-        CLUSTER_BASE_PORT=str(CLUSTER_BASE_PORT), LOCALSTRIPE_PORT=str(free_port()), CLUSTER_RUN_DIR=str(folder),
+        CLUSTER_BASE_PORT=str(CLUSTER_BASE_PORT), LOCALSTRIPE_PORT=str(free_port()),
         REDIS_URL="redis://127.0.0.1:6379/4", FLASHSALE_REDIS_PREFIX=f"fo{os.getpid()}", RATELIMIT_ENABLE="0",
         POW_COST="50", STRIPE_RATE_LIMIT="1000", DJANGO_DEBUG="0",
         DATABASE_URL=_pg_database(name) or f"sqlite:///{folder / 'failover.sqlite3'}",
     )  # fmt: skip
     webs = [webs[0], webs[0] + 1]
-    log = folder / "cluster-run.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "scripts/cluster_run.py"], cwd=ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    # manage.py works against it with the environment cluster-run prints (the cluster for the sale's keys)
-    manage_env = {**env, "REDIS_CLUSTER": "1", "REDIS_URL": f"redis://127.0.0.1:{CLUSTER_BASE_PORT}/0",
-                  "CACHE_URL": env["REDIS_URL"]}  # fmt: skip
-    topo = Topology(env=manage_env, url=f"http://127.0.0.1:{env['PORT']}", log=log, webs=webs)
-    deadline = time.monotonic() + 180
-    while not topo.healthy():
-        assert process.poll() is None, log.read_text()[-4000:]
-        assert time.monotonic() < deadline, log.read_text()[-4000:]
-        time.sleep(0.5)
-    yield topo
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    redis_cluster.down(CLUSTER_BASE_PORT, folder / "redis-cluster")
+    with cluster_run.running(env, folder) as manage_env:
+        yield Topology(env=manage_env, url=f"http://127.0.0.1:{env['PORT']}", log=folder / "cluster-run.log",
+                       webs=webs)  # fmt: skip
     if env["DATABASE_URL"].startswith("postgres"):
         subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", name], check=False)
 
