@@ -10,8 +10,9 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.asyncio import ConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 
 from flashsale.lean_redis import SCHEMES as LEAN_SCHEMES
@@ -43,8 +44,19 @@ def redis_client() -> Redis | RedisCluster:
 @cache
 def _cluster_client(url: str) -> RedisCluster:
     return RedisCluster.from_url(
-        url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_connect_timeout=2, max_connections=200
-    )
+        url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_connect_timeout=2, max_connections=200,
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster_seeds()],
+    )  # fmt: skip
+
+
+def cluster_seeds() -> list[tuple[str, int]]:
+    """REDIS_CLUSTER_NODES (``host:port,...``): more nodes to discover the cluster from than REDIS_URL's, so
+    that a process starting while that one node is down still finds the others."""
+    seeds = []
+    for item in filter(None, (part.strip() for part in settings.REDIS_CLUSTER_NODES)):
+        host, _, port = item.rpartition(":")
+        seeds.append((host or "127.0.0.1", int(port)))
+    return seeds
 
 
 def pubsub_client() -> Redis:
@@ -81,7 +93,10 @@ def async_redis_client(url: str | None = None) -> AsyncRedis | AsyncRedisCluster
     if client is None:
         if settings.REDIS_CLUSTER and url == settings.REDIS_URL:
             # The lean client speaks to one node; a cluster needs MOVED/ASK: redis-py's asyncio client.
-            client = AsyncRedisCluster.from_url(url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT)
+            client = AsyncRedisCluster.from_url(
+                url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                startup_nodes=[AsyncClusterNode(host, port) for host, port in cluster_seeds()],
+            )  # fmt: skip
         elif urlsplit(url).scheme in LEAN_SCHEMES:
             client = LeanRedis(url, timeout=settings.REDIS_SOCKET_TIMEOUT)
         else:

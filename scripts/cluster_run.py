@@ -111,7 +111,9 @@ def manage_env(env: dict) -> dict:
     """What ``manage.py`` needs against a topology started with ``env``: the cluster for the sale's keys."""
     base = env.get("CLUSTER_BASE_PORT", "7000")
     plain = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    return {**env, "REDIS_CLUSTER": "1", "REDIS_URL": f"redis://127.0.0.1:{base}/0", "CACHE_URL": plain}
+    nodes = ",".join(f"127.0.0.1:{int(base) + n}" for n in range(redis_cluster.NODES))
+    return {**env, "REDIS_CLUSTER": "1", "REDIS_URL": f"redis://127.0.0.1:{base}/0", "REDIS_CLUSTER_NODES": nodes,
+            "CACHE_URL": plain}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -163,6 +165,8 @@ def main() -> int:
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "flashsale.settings.base"),
         "REDIS_CLUSTER": "1",
         "REDIS_URL": cluster_url,
+        # every node as a seed: a process (re)started while the first node is down still finds the cluster
+        "REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{base + n}" for n in range(redis_cluster.NODES)),
         "CACHE_URL": plain,
         "DATABASE_URL": database_url(),
         "TRUSTED_PROXY_COUNT": "1",
@@ -191,7 +195,15 @@ def main() -> int:
     ]) + "\n"  # fmt: skip
     (VAR / "Procfile").write_text(procfile)
 
-    shown = ("DJANGO_SETTINGS_MODULE", "REDIS_CLUSTER", "REDIS_URL", "CACHE_URL", "DATABASE_URL", "LOCALSTRIPE_PORT")
+    shown = (
+        "DJANGO_SETTINGS_MODULE",
+        "REDIS_CLUSTER",
+        "REDIS_URL",
+        "REDIS_CLUSTER_NODES",
+        "CACHE_URL",
+        "DATABASE_URL",
+        "LOCALSTRIPE_PORT",
+    )
     print(f"""
 cluster-run: the shop at http://127.0.0.1:{port}/ (HAProxy), admin at http://127.0.0.1:{port}/admin/
   web nodes   {", ".join(f"http://127.0.0.1:{p}" for p in webs)}

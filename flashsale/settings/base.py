@@ -110,6 +110,7 @@ WEB_THREADS = env.int("WEB_THREADS", default=env.int("DATABASE_POOL_SIZE", defau
 # (kombu, pub/sub across nodes, django-redis): CACHE_URL is then required, and the others default to it.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
+REDIS_CLUSTER_NODES = env.list("REDIS_CLUSTER_NODES", default=[])  # more seed nodes than REDIS_URL's, host:port
 CACHE_URL = env("CACHE_URL") if REDIS_CLUSTER else env("CACHE_URL", default=REDIS_URL)
 _PLAIN_REDIS_URL = CACHE_URL if REDIS_CLUSTER else REDIS_URL
 PUBSUB_URL = env("PUBSUB_URL", default=_PLAIN_REDIS_URL)

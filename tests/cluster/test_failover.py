@@ -207,3 +207,24 @@ def test_the_primary_of_the_drops_slot_killed_mid_sale_its_replica_takes_over(to
           f"{struck['failover_seconds']:.1f} s; sold out in {report['time_to_sell_out_seconds']} s, "
           f"{report['seconds']['shoppers']} s for every shopper, 5xx {report['server_errors']}")  # fmt: skip
     client.close()
+
+
+def test_a_second_beat_admits_nobody_twice(topology, tmp_path):
+    # Given a second Celery beat started by mistake beside the topology's own, sending every tick again
+    second = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "flashsale", "beat", "--loglevel", "WARNING", "--schedule",
+         str(tmp_path / "second-beat")],
+        cwd=ROOT, env=topology.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        # When a drop admitting 3 shoppers a second sells out
+        report = sale(topology, "two-beats", lambda: None, rate=3)
+    finally:
+        os.killpg(second.pid, signal.SIGKILL)
+        second.wait(timeout=10)
+
+    # Then every unit is sold once, and admission kept the drop's rate: twice the ticks, not twice the shoppers
+    assert_sold_once(report)
+    rate = report["admission_rate"]
+    assert rate["while_moving"] is not None, rate
+    assert rate["while_moving"] <= 3 * 1.25, rate
