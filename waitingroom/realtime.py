@@ -21,10 +21,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from flashsale.redis import pubsub_client
+from flashsale.redis import pubsub_client, redis_client
 
 from .errors import QueueUnavailable
-from .redis_keys import updates_channel, updates_pattern
+from .redis_keys import queue_keys, updates_channel, updates_pattern
 from .selectors import drop_frame_get, entry_build, entry_get
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 1.0  # seconds a broadcast waits on one socket before closing it
+RESYNC_ATTEMPTS = 30  # seconds a resync waits for a drop being restored
 
 
 # --- Publishing (sync: services and tasks) ---------------------------------------------------
@@ -100,9 +101,9 @@ def _expiry_ms(drop: Drop) -> int:
     return int(time.time() * 1000) + drop.checkout_window * 1000
 
 
-def current_frames(drop: Drop, shopper_ids: set[int]) -> tuple[str, dict[int, str]]:
-    """The drop frame and these shoppers' entry frames as they are now (entries left out while the queue is
-    being restored: the next tick sends them)."""
+def current_frames(drop: Drop, shopper_ids: set[int]) -> tuple[str, dict[int, str] | None]:
+    """The drop frame and these shoppers' entry frames as they are now (entries None while the queue is being
+    restored)."""
     frame = json.dumps(drop_frame_get(drop=drop))
     entries = {}
     try:
@@ -111,8 +112,18 @@ def current_frames(drop: Drop, shopper_ids: set[int]) -> tuple[str, dict[int, st
             if entry is not None:
                 entries[shopper_id] = json.dumps({"type": "entry", **entry.as_dict()})
     except QueueUnavailable:
-        return frame, {}
+        return frame, None
     return frame, entries
+
+
+def admissions_announce(*, drop: Drop) -> int:
+    """Tell every admitted shopper their entry again, and everyone the drop frame: after a rebuild restored
+    admissions that no tick announced. Returns how many were told."""
+    admitted = [int(member) for member in redis_client().zrange(queue_keys(drop.pk).admitted, 0, -1)]
+    for shopper_id in admitted:
+        entry_publish(drop=drop, shopper_id=shopper_id)
+    drop_publish(drop=drop)
+    return len(admitted)
 
 
 # --- The fan-out (async: one per server process) ---------------------------------------------
@@ -187,9 +198,11 @@ class Hub:
         self._tasks.add(asyncio.get_running_loop().create_task(job))
         self._tasks = {task for task in self._tasks if not task.done()}
 
-    async def resync(self) -> None:
+    async def resync(self, attempt: int = 0) -> None:
         """Send every socket its drop frame and its entry as they are now (after the subscriber was away,
-        the updates published meanwhile never came): one read per socket, as a socket's first frames."""
+        the updates published meanwhile never came): one read per socket, as a socket's first frames. While
+        a drop's queue is still being restored, its entries are sent again a second later."""
+        restoring = False
         for sockets in list(self.by_drop.values()):
             sockets = list(sockets)
             if not sockets:
@@ -201,10 +214,14 @@ class Hub:
             except (RedisError, OSError) as exc:  # gone again: the next reconnection tries again
                 logger.warning("websocket fan-out could not resync drop %s: %s", sockets[0].drop_id, exc)
                 return
+            restoring = restoring or entries is None
             jobs = [(sock, {"type": "websocket.send", "text": frame}) for sock in sockets]
             jobs += [(sock, {"type": "websocket.send", "text": entries[sock.shopper_id]})
-                     for sock in sockets if sock.shopper_id in entries]  # fmt: skip
+                     for sock in sockets if entries and sock.shopper_id in entries]  # fmt: skip
             await self._send_all(jobs)
+        if restoring and attempt < RESYNC_ATTEMPTS:
+            await asyncio.sleep(1)
+            await self.resync(attempt + 1)
 
     async def deliver(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel

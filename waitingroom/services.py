@@ -295,6 +295,11 @@ def queue_admit_batch(*, drop: Drop, now_ms: int | None = None, publish: bool = 
     return result
 
 
+def admissions_announce(*, drop: Drop) -> int:
+    """Tell the admitted shoppers their entry again (after a rebuild restored admissions no tick announced)."""
+    return realtime.admissions_announce(drop=drop)
+
+
 def queue_tick_all(*, now_ms: int | None = None) -> dict[str, TickResult]:
     """Tick every drop that is live or paused; return each drop's tick by slug.
 

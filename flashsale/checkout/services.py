@@ -21,7 +21,7 @@ import stripe
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
 from flashsale.redis import redis_client
 from inventory import selectors as inventory_selectors
@@ -524,6 +524,9 @@ def drop_recover_if_lost(*, drop: Drop) -> bool:
     finally:
         with contextlib.suppress(LockError):
             lock.release()
+    # The admissions the rebuild restored were announced by no tick: tell those shoppers (best effort).
+    with contextlib.suppress(RedisError):
+        queue_services.admissions_announce(drop=drop)
     return True
 
 

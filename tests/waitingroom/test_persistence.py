@@ -123,3 +123,37 @@ def test_card_holds_are_rebuilt_with_the_drop(redis):
     assert created
     with pytest.raises(AuthorizationRequired):
         services.ticket_issue(drop=drop, shopper_id=canceled.pk)
+
+
+def test_a_rebuild_tells_the_shoppers_whose_admission_it_restored(redis):
+    import json
+
+    from flashsale.redis import pubsub_client
+    from waitingroom.redis_keys import updates_channel
+
+    # Given an admitted shopper whose admission was saved, then Redis lost
+    drop = DropFactory(quantity=5)
+    inventory_services.drop_arm(drop=drop)
+    services.queue_start(drop=drop)
+    user = UserFactory()
+    join(drop, user)
+    now = int(time.time() * 1000)
+    services.queue_admit_batch(drop=drop, now_ms=now, publish=False)
+    assert services.queue_admit_batch(drop=drop, now_ms=now + 1000, publish=False).admitted == [user.pk]
+    persistence.queue_persist(drop=drop)
+    lose_redis(redis, drop)
+    listener = pubsub_client().pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(updates_channel(drop.pk))
+
+    # When the drop is rebuilt
+    assert drop_recover_if_lost(drop=drop)
+
+    # Then the shopper is told the admission again (no tick announces a restored one)
+    told = {}
+    deadline = time.monotonic() + 5
+    while not told and time.monotonic() < deadline:
+        message = listener.get_message(timeout=1)
+        if message:
+            told.update({int(k): json.loads(v) for k, v in json.loads(message["data"])["entries"].items()})
+    listener.close()
+    assert told[user.pk]["status"] == "admitted"
