@@ -391,7 +391,7 @@ def outage_503(report: dict) -> int:
 # "authorization_required", "service_unavailable", "timed_out"...) is a shopper left without one.
 FINAL_OUTCOMES = {
     "bought", "sold_out", "sold_out_at_checkout", "refused_as_bot", "declined", "admitted_did_not_buy",
-    "admission_expired",
+    "admission_expired", "order_refunded", "order_failed",
 }  # fmt: skip
 
 

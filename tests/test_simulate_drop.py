@@ -406,3 +406,27 @@ def test_a_shopper_told_not_admitted_after_an_outage_waits_for_the_admission_aga
     # Then the shopper keeps its place, is admitted again and buys
     assert outcome == "bought"
     assert seen == ["purchase", "read", "read", "purchase"]
+
+
+def test_a_purchase_still_in_progress_is_asked_again_until_it_has_its_order(monkeypatch):
+    from flashsale.simulation import shopper as simulated
+
+    monkeypatch.setattr(simulated, "PURCHASE_WAIT_SECONDS", 0.1)
+
+    async def journey(shopper):
+        async def nothing():
+            return None
+
+        async def joined():
+            return dict(ADMITTED)
+
+        shopper._sign_in = shopper._authorize = nothing
+        shopper._join = joined
+        return await shopper._journey()
+
+    # Given a purchase that was in flight when Redis went away: 409 purchase_in_progress until settled
+    in_progress = (409, {"error": {"code": "purchase_in_progress", "message": "..."}})
+    outcome, seen = _against_a_fake_drop(journey, purchases=[in_progress, in_progress, (200, PAID)], entries=[ADMITTED])
+    # Then the shopper asks again (the same purchase) and learns it was paid, instead of giving up
+    assert outcome == "bought"
+    assert seen == ["purchase", "purchase", "purchase"]

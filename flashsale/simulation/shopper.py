@@ -35,6 +35,7 @@ POLL_SECONDS = 2.0  # at least, as the page (the shopper's read limit is 120/min
 POLL_MAX_SECONDS = 30.0  # at most
 POLL_ETA_SHARE = 4  # a quarter of the ETA between them: reads close in on the admission
 POLL_START_SPREAD = 30.0  # pre-queued shoppers read their ticket within this long after the start
+PURCHASE_WAITS, PURCHASE_WAIT_SECONDS = 30, 2.0  # a purchase in progress is asked again, as the page does
 BUY_ATTEMPTS = 3  # admitted, told "not admitted" by the purchase (a lost admission), admitted again...
 SILENCE_SECONDS = 5.0  # the server sends a drop frame every tick; this long without one, read the entry
 POW_ATTEMPTS = 3
@@ -299,9 +300,15 @@ class Shopper:
 
     async def _buy(self) -> str:
         key = f"sim:{self.net.slug}:{self.plan.username}"
-        status, body = await self._call(
-            "purchase", "POST", f"/api/drops/{self.net.slug}/purchase", body={}, headers={"Idempotency-Key": key}
-        )
+        for _ in range(PURCHASE_WAITS):
+            status, body = await self._call(
+                "purchase", "POST", f"/api/drops/{self.net.slug}/purchase", body={}, headers={"Idempotency-Key": key}
+            )
+            if _code(body) != "purchase_in_progress":
+                break
+            # This purchase is still being finished (it was in flight when the store went away): the settle
+            # sweeper ends it as paid or refunded; the same purchase asked again then answers with its order.
+            await asyncio.sleep(PURCHASE_WAIT_SECONDS)
         if status in (200, 201):
             order = body["order"]
             if order["status"] != "paid":

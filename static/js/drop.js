@@ -307,7 +307,13 @@ async function join() {
 async function buy() {
   $("buy").disabled = true;
   const key = `page-${crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`}`;
-  const bought = await callPatiently("POST", `${api}/purchase`, {}, { headers: { "Idempotency-Key": key } });
+  let bought = await callPatiently("POST", `${api}/purchase`, {}, { headers: { "Idempotency-Key": key } });
+  // In flight when the sale's store went away: it is being finished (paid, or refunded); ask again.
+  for (let wait = 0; wait < 30 && bought.data?.error?.code === "purchase_in_progress"; wait++) {
+    say("Finishing your purchase…");
+    await sleep(2000);
+    bought = await callPatiently("POST", `${api}/purchase`, {}, { headers: { "Idempotency-Key": key } });
+  }
   $("buy").disabled = false;
   if (bought.status === 200 || bought.status === 201) renderEntry({ ...lastEntry, status: "purchased" });
   else if (bought.status === 403 && bought.data?.error?.code === "not_admitted") {
