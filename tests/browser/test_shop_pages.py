@@ -230,7 +230,7 @@ def test_a_card_over_its_accounts_limit_is_refused_with_what_to_do_next(asgi_ser
 
     # Then the page says what happened and what to do, and lets her give another card
     page.wait_for_selector("text=This card is already used by another account for this drop.", timeout=15_000)
-    assert "Give another card to keep your place" in page.inner_text("#card-status")
+    page.wait_for_selector("#card-status:has-text('Give another card to keep your place')")
     assert page.is_visible("#hold")
     assert page.is_enabled("#card")
     # and her hold was released at Stripe at once, not left for the drop's end
