@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-# Outside `make test` (and so outside CI's gate) until its intermittent failure is found: in about one
-# full-suite run in three, shoppers stop learning of their admission after the rebuild (issue 15's note).
+# Outside `make test` (and so outside CI's gate) until its intermittent failure is found: in about one run
+# in three, shoppers stop learning of their admission after the rebuild (issue 15's note).
 # `make test-heal` runs it.
 pytestmark = [
     pytest.mark.slow,
