@@ -388,21 +388,26 @@ def test_a_shopper_whose_entry_frame_was_lost_reads_the_entry_when_admission_pas
     assert seen == ["read"]
 
 
+async def admitted_journey(shopper):
+    """The shopper's journey from an admission on (signed in, card given and joined already)."""
+
+    async def nothing():
+        return None
+
+    async def joined():
+        return dict(ADMITTED)
+
+    shopper._sign_in = shopper._authorize = nothing
+    shopper._join = joined
+    return await shopper._journey()
+
+
 def test_a_shopper_told_not_admitted_after_an_outage_waits_for_the_admission_again_and_buys():
-    async def journey(shopper):
-        async def nothing():
-            return None
-
-        async def joined():
-            return dict(ADMITTED)
-
-        shopper._sign_in = shopper._authorize = nothing
-        shopper._join = joined
-        return await shopper._journey()
-
     # Given an admission Redis lost: the purchase says not admitted, the entry is waiting, then admitted again
     not_admitted = (403, {"error": {"code": "not_admitted", "message": "..."}})
-    outcome, seen = _against_a_fake_drop(journey, purchases=[not_admitted, (201, PAID)], entries=[WAITING, ADMITTED])
+    outcome, seen = _against_a_fake_drop(
+        admitted_journey, purchases=[not_admitted, (201, PAID)], entries=[WAITING, ADMITTED]
+    )
     # Then the shopper keeps its place, is admitted again and buys
     assert outcome == "bought"
     assert seen == ["purchase", "read", "read", "purchase"]
@@ -413,20 +418,11 @@ def test_a_purchase_still_in_progress_is_asked_again_until_it_has_its_order(monk
 
     monkeypatch.setattr(simulated, "PURCHASE_WAIT_SECONDS", 0.1)
 
-    async def journey(shopper):
-        async def nothing():
-            return None
-
-        async def joined():
-            return dict(ADMITTED)
-
-        shopper._sign_in = shopper._authorize = nothing
-        shopper._join = joined
-        return await shopper._journey()
-
     # Given a purchase that was in flight when Redis went away: 409 purchase_in_progress until settled
     in_progress = (409, {"error": {"code": "purchase_in_progress", "message": "..."}})
-    outcome, seen = _against_a_fake_drop(journey, purchases=[in_progress, in_progress, (200, PAID)], entries=[ADMITTED])
+    outcome, seen = _against_a_fake_drop(
+        admitted_journey, purchases=[in_progress, in_progress, (200, PAID)], entries=[ADMITTED]
+    )
     # Then the shopper asks again (the same purchase) and learns it was paid, instead of giving up
     assert outcome == "bought"
     assert seen == ["purchase", "purchase", "purchase"]
