@@ -300,6 +300,7 @@ def simulate(stack: Stack, args: argparse.Namespace, *, label: str, budget: floa
     try:
         starts_at = None
         reported_dead: set[str] = set()
+        respawned: dict[str, int] = {}
         while proc.poll() is None:
             if starts_at is None and f"drop {slug}:" in err_path.read_text(errors="replace"):
                 starts_at = time.monotonic() + LEAD_SECONDS
@@ -314,6 +315,10 @@ def simulate(stack: Stack, args: argparse.Namespace, *, label: str, budget: floa
             for name in set(stack.check_alive()) - busy - reported_dead:
                 reported_dead.add(name)
                 log(f"{label} run: {name} died on its own; see {stack.log_dir}")
+            for name, count in stack.respawns().items():
+                if count > respawned.get(name, 0):
+                    log(f"{label} run: {name} ended by itself and its supervisor started it again; see {stack.log_dir}")
+                    respawned[name] = count
             time.sleep(0.5)
     finally:
         if faults is not None:

@@ -29,6 +29,8 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 # localstripe as the suite and `make run` start it: in memory, indexed by kind (see the script).
 LOCALSTRIPE_SERVER = ROOT / "scripts" / "localstripe_server.py"
+RESPAWN = str(ROOT / "scripts" / "respawn.sh")
+CELERY_LEAN = ["--without-gossip", "--without-mingle", "--without-heartbeat"]  # as the Procfile
 
 
 def free_port() -> int:
@@ -111,6 +113,13 @@ class Service:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)  # start_new_session: the group id is the leader's pid
+
+    @property
+    def respawns(self) -> int:
+        """Times ``scripts/respawn.sh`` started it again after it ended by itself (its log says so)."""
+        if not self.log_path.exists():
+            return 0
+        return self.log_path.read_text(errors="replace").count("respawn: ")
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():
@@ -327,20 +336,21 @@ class Stack:
         )  # fmt: skip
         self.services["worker"] = Service(
             "worker",
-            [py, "-m", "celery", "-A", "flashsale", "worker", "--loglevel", "WARNING", "--concurrency",
-             str(self.celery_concurrency), "-Q", "celery", "-n", f"chaos-{os.getpid()}@%h"],
+            [RESPAWN, py, "-m", "celery", "-A", "flashsale", "worker", "--loglevel", "WARNING", "--concurrency",
+             str(self.celery_concurrency), "-Q", "celery", "-n", f"chaos-{os.getpid()}@%h", *CELERY_LEAN],
             env, self.log_dir,
         )  # fmt: skip
-        # As the Procfile: admission ticks and the hold scheduler on a worker of their own.
+        # As the Procfile: admission ticks and the hold scheduler on a worker of their own; each Celery process
+        # under the supervisor `make run` uses, which starts it again should it end.
         self.services["ticker"] = Service(
             "ticker",
-            [py, "-m", "celery", "-A", "flashsale", "worker", "--loglevel", "WARNING", "--concurrency", "2",
-             "-Q", "ticks,holds", "-n", f"ticker-{os.getpid()}@%h"],
+            [RESPAWN, py, "-m", "celery", "-A", "flashsale", "worker", "--loglevel", "WARNING", "--concurrency", "2",
+             "-Q", "ticks,holds", "-n", f"ticker-{os.getpid()}@%h", *CELERY_LEAN],
             env, self.log_dir,
         )  # fmt: skip
         self.services["beat"] = Service(
             "beat",
-            [py, "-m", "celery", "-A", "flashsale", "beat", "--loglevel", "WARNING", "--schedule",
+            [RESPAWN, py, "-m", "celery", "-A", "flashsale", "beat", "--loglevel", "WARNING", "--schedule",
              str(self.log_dir / "celerybeat-schedule")],
             env, self.log_dir,
         )  # fmt: skip
@@ -366,6 +376,10 @@ class Stack:
                 raise RuntimeError(f"uvicorn exited:\n{web.log_tail()}")
             time.sleep(0.2)
         raise RuntimeError(f"{self.web_url}{path} did not answer 200 within {seconds:.0f} s")
+
+    def respawns(self) -> dict[str, int]:
+        """How many times the supervisor started each service again after it ended by itself."""
+        return {name: count for name, service in self.services.items() if (count := service.respawns)}
 
     def check_alive(self) -> list[str]:
         """Names of services that died without being killed on purpose."""

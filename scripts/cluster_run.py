@@ -100,11 +100,9 @@ backend web
 
 
 def supervised(command: str) -> str:
-    """Run ``command`` again a second after it dies, as a machine's supervisor (systemd) would: a killed web
-    node or worker comes back by itself, and honcho (which stops everything when one process ends) never
-    sees it go. TERM or INT stop the loop and the command."""
-    loop = f"while :; do {command} & child=$!; wait $child; sleep 1; done"
-    return f"sh -c 'trap \"kill $child 2>/dev/null; exit 0\" TERM INT; {loop}'"
+    """``command`` under ``scripts/respawn.sh``: a killed web node or worker comes back by itself a second later,
+    as a machine's supervisor (systemd) would bring it back."""
+    return f"{ROOT / 'scripts' / 'respawn.sh'} {command}"
 
 
 def manage_env(env: dict) -> dict:
@@ -185,11 +183,15 @@ def main() -> int:
     uvicorn = (f"{venv}/uvicorn flashsale.asgi:application --host 127.0.0.1 --workers 1 --no-access-log "
                "--ws-per-message-deflate false --proxy-headers --forwarded-allow-ips 127.0.0.1")  # fmt: skip
     celery = f"{venv}/celery -A flashsale"
-    worker = f"{celery} worker --loglevel WARNING --concurrency 2 -Q celery,ticks,holds --hostname worker{{n}}@%h"
+    worker = (
+        f"{celery} worker --loglevel WARNING --concurrency 2 -Q celery,ticks,holds --hostname worker{{n}}@%h "
+        "--without-gossip --without-mingle --without-heartbeat"
+    )
+    beat = f"{celery} beat --loglevel WARNING --schedule {VAR / 'celerybeat-schedule'}"
     procfile = "\n".join([
         *(f"web{n + 1}: {supervised(f'{uvicorn} --port {p}')}" for n, p in enumerate(webs)),
         *(f"worker{n}: {supervised(worker.format(n=n))}" for n in (1, 2)),
-        f"beat: {celery} beat --loglevel WARNING --schedule {VAR / 'celerybeat-schedule'}",
+        f"beat: {supervised(beat)}",
         f"stripe: {PY} scripts/localstripe_server.py --port {stripe_port}",
         f"lb: {haproxy()} -db -f {VAR / 'haproxy.cfg'}",
     ]) + "\n"  # fmt: skip

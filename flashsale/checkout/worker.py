@@ -1,11 +1,13 @@
-"""A watch in the ticker worker that rebuilds a drop within a fraction of a second of Redis coming back.
+"""A watch in the ticker worker and in beat that rebuilds a drop within a fraction of a second of Redis
+coming back.
 
 The beat's ``queue_save_all`` notices a lost drop too, but only once the worker has found the broker
 again, and the broker is usually the same Redis: Celery's consumer retries its connection after 2 s,
 then 4 s, 6 s... so a drop would stay paused for seconds after Redis answers. This thread does not
 need the broker: every ``DROP_RECOVERY_POLL_SECONDS`` it asks Redis whether each open drop's state is
 there (one round trip) and rebuilds the ones that are gone (``drop_recover_if_lost``, under a lock, so
-several tickers rebuild a drop once).
+several tickers rebuild a drop once). Beat runs it too: a Celery worker can end when the broker goes (a
+crash of Celery 5.7's reconnect, seen in the fault runs) and is back only seconds later.
 """
 
 from __future__ import annotations
@@ -25,32 +27,25 @@ DROPS_LIST_SECONDS = 5.0  # how long the list of open drops is reused before it 
 WATCHED_QUEUE = "ticks"
 
 
-class RecoveryWatch(bootsteps.StartStopStep):
-    """Runs in workers that serve the ``ticks`` queue (the ticker; a worker serving every queue too)."""
+class RecoveryLoop:
+    """The watch itself: a daemon thread asking Redis every ``interval`` whether an open drop's state is gone."""
 
-    requires = {"celery.worker.components:Pool"}
-
-    def __init__(self, worker, **kwargs) -> None:
-        super().__init__(worker, **kwargs)
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.thread = threading.Thread(target=self._run, name="drop-recovery-watch", daemon=True)
 
-    def start(self, worker) -> None:
-        consumed = set(worker.app.amqp.queues.consume_from or ())
-        interval = settings.DROP_RECOVERY_POLL_SECONDS
-        if interval <= 0 or (consumed and WATCHED_QUEUE not in consumed):
-            return
-        self.thread = threading.Thread(target=self._run, args=(interval,), name="drop-recovery-watch", daemon=True)
+    def start(self) -> None:
         self.thread.start()
 
-    def stop(self, worker) -> None:
+    def stop(self) -> None:
         self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
+        self.thread.join(timeout=5)
 
-    def _run(self, interval: float) -> None:
+    def _run(self) -> None:
         from . import services  # Django's apps are ready once the worker runs (not when this module loads)
 
+        interval = self.interval
         drops: list = []
         listed = -DROPS_LIST_SECONDS
         failing = False
@@ -72,3 +67,34 @@ class RecoveryWatch(bootsteps.StartStopStep):
                 close_old_connections()
             except Exception:
                 logger.exception("drop recovery watch failed; trying again")
+
+
+class RecoveryWatch(bootsteps.StartStopStep):
+    """Runs in workers that serve the ``ticks`` queue (the ticker; a worker serving every queue too)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.loop: RecoveryLoop | None = None
+
+    def start(self, worker) -> None:
+        consumed = set(worker.app.amqp.queues.consume_from or ())
+        interval = settings.DROP_RECOVERY_POLL_SECONDS
+        if interval <= 0 or (consumed and WATCHED_QUEUE not in consumed):
+            return
+        self.loop = RecoveryLoop(interval)
+        self.loop.start()
+
+    def stop(self, worker) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+
+
+def beat_recovery_start(**kwargs) -> None:
+    """The same watch in Celery beat (``beat_init``): beat outlives a lost broker (it logs and sends again),
+    while a worker may end with it and take a few seconds to be started again by its supervisor; with both
+    watching, a drop is rebuilt within a fraction of a second either way (under a lock, once)."""
+    interval = settings.DROP_RECOVERY_POLL_SECONDS
+    if interval > 0:
+        RecoveryLoop(interval).start()

@@ -286,6 +286,9 @@ HOLDS_PLACING_STALE_SECONDS = env.float("HOLDS_PLACING_STALE_SECONDS", default=6
 # The ticker worker asks Redis this often whether an open drop's state was lost, and rebuilds it from the
 # database at once (0 turns the watch off; the beat's once-a-second check remains).
 DROP_RECOVERY_POLL_SECONDS = env.float("DROP_RECOVERY_POLL_SECONDS", default=0.25)
+# A Celery worker whose queues have had messages waiting this long while it received and ran none stopped
+# consuming (seen after the broker was lost): it shuts down for its supervisor to restart it (0: never).
+BROKER_STALL_SECONDS = env.float("BROKER_STALL_SECONDS", default=20.0)
 # Holds placed at once by one run (Stripe answers in a few hundred ms; the bucket sets the pace).
 HOLDS_CONCURRENCY = env.int("HOLDS_CONCURRENCY", default=8)
 # How long the client secret of a hold waiting for 3-D Secure is kept (cache) for the shopper's page.
