@@ -86,11 +86,10 @@ cluster-run: $(VENV)/.installed
 	mkdir -p var
 	$(PY) scripts/cluster_run.py
 
-## The whole-stack fault test of Redis lost mid-sale (intermittent, so outside `make test`; see its module).
+## Only the whole-stack fault test of Redis lost mid-sale (a minute; `make test` runs it too).
 test-heal: $(VENV)/.installed-dev
 	mkdir -p var
-	$(PY) scripts/redis_up.py --url $(TEST_REDIS_URL) -- env FLASHSALE_HEAL_TEST=1 $(VENV)/bin/pytest -q \
-		tests/faults/test_sale_heals.py
+	$(PY) scripts/redis_up.py --url $(TEST_REDIS_URL) -- $(VENV)/bin/pytest -q tests/faults/test_sale_heals.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

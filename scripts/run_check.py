@@ -39,9 +39,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ("web", "worker", "ticker", "beat", "stripe")
-# What honcho or a Python process prints when something died.
-CRASHED = re.compile(r"exited with code|Traceback \(most recent call last\)|ModuleNotFoundError|ImportError|"
-                     r"Address already in use|CRITICAL")  # fmt: skip
+# What honcho, scripts/respawn.sh (which starts a process again after it ended) or a Python process prints
+# when something died.
+CRASHED = re.compile(r"exited with code|respawn: |Traceback \(most recent call last\)|ModuleNotFoundError|"
+                     r"ImportError|Address already in use|CRITICAL")  # fmt: skip
 STAY_UP_SECONDS = 25
 
 

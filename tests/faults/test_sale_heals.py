@@ -14,13 +14,7 @@ from pathlib import Path
 
 import pytest
 
-# Outside `make test` (and so outside CI's gate) until its intermittent failure is found: in about one run
-# in three, shoppers stop learning of their admission after the rebuild (issue 15's note).
-# `make test-heal` runs it.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("FLASHSALE_HEAL_TEST"), reason="intermittent: make test-heal runs it"),
-]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
