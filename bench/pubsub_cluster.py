@@ -17,8 +17,8 @@ exact channel for both: the project's hub PSUBSCRIBEs to a pattern, which sharde
   ``--port``+5), redis-py ``RedisCluster.spublish`` and ``RedisCluster.pubsub().ssubscribe`` (the
   ``ClusterPubSub`` connects to the primary owning the channel's slot).
 
-Reported per variant, the median of ``--rounds`` rounds (each figure's own median; the variants alternate
-within a round): publisher messages a second, delivery latency p50/p99 (each payload carries its
+Reported per variant, the median of ``--rounds`` rounds (each figure's own median; the two variants run back
+to back, in turn first): publisher messages a second, delivery latency p50/p99 (each payload carries its
 CLOCK_MONOTONIC send time; all subscribers' receipts pooled), messages lost (``--messages`` x subscribers
 minus distinct ones received), publisher client CPU per message, and Redis server CPU per 10,000 messages
 (``INFO cpu`` used_cpu_user + used_cpu_sys, before and after, less each server's idle rate measured
@@ -58,7 +58,7 @@ from stack import free_port, port_open  # noqa: E402
 
 CHANNEL = "fs:{drop:1}:ws"
 PAYLOAD_BYTES = 300
-IDLE_SECONDS = 3.0  # how long each server's idle CPU rate is sampled
+IDLE_SECONDS = 5.0  # how long each server's idle CPU rate is sampled
 QUIET_SECONDS = 2.0  # a subscriber gives up this long after the publisher is done and nothing more came
 VARIANTS = ("plain", "sharded")
 
@@ -282,7 +282,8 @@ def facts(servers: Servers, load_at_start: str) -> list[tuple[str, str]]:
     ]
 
 
-def report(args: argparse.Namespace, runs: list[Run], machine: list[tuple[str, str]]) -> str:
+def report(args: argparse.Namespace, runs: list[Run], machine: list[tuple[str, str]], servers: Servers) -> str:
+    idle = [1000 * rate for rate in servers.idle_rate.values()]
     lines = ["Machine:", ""] + [f"- {name}: {value}" for name, value in machine]
     lines += [
         "",
@@ -293,10 +294,12 @@ def report(args: argparse.Namespace, runs: list[Run], machine: list[tuple[str, s
         "```",
         "",
         f"{args.messages:,} messages of ~{PAYLOAD_BYTES} bytes per run, median of {args.rounds} rounds; "
-        "server CPU in ms per 10,000 messages, idle CPU subtracted.",
+        "server CPU in ms per 10,000 messages, each server's idle CPU subtracted (sampled over "
+        f"{IDLE_SECONDS:.0f} s before the rounds: {min(idle):.1f}-{max(idle):.1f} ms/s per server, so a run of a "
+        "few seconds carries a few ms of noise per server).",
         "",
         "| Variant | Subscribers | Publishing | msgs/s | p50 ms | p99 ms | lost | publisher CPU µs/msg | "
-        "server CPU (plain / slot's primary) | slot's replica | other 4 nodes |",
+        "server CPU (plain / slot's primary) | slot's replica | other 4 nodes (sum) |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     names = {"plain": "plain PUBLISH", "sharded": "cluster SPUBLISH"}
@@ -379,7 +382,7 @@ def main() -> int:
             plain.terminate()
             plain.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
-    print(report(args, runs, machine))
+    print(report(args, runs, machine, servers))
     if args.json:
         figures = {
             "machine": dict(machine),
