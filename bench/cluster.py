@@ -3,7 +3,8 @@ of `make cluster-run` (Redis Cluster of 3 primaries, two web nodes behind HAProx
 of each web node and of the load balancer, and Redis commands per second on each primary, so that
 docs/ARCHITECTURE.md can size a deployment from measured figures.
 
-Usage: .venv/bin/python bench/cluster.py [--shoppers 3000] [--units 300] [--rate 200] [--json FILE]
+Usage: .venv/bin/python bench/cluster.py [--shoppers 3000] [--units 300] [--rate 200] [--only single|cluster]
+                                         [--json FILE]
 
 CPU is read from /proc (user + system time of each process and its children, in the sale's window);
 Redis from ``INFO stats`` (total_commands_processed) before and after. Both stacks run with
@@ -39,6 +40,8 @@ KEPT = (
     "database_and_redis_agree",
     "time_to_sell_out_seconds",
     "outcomes",
+    "errors",
+    "server_errors",
     "seconds",
 )
 CLUSTER_BASE_PORT = 7200
@@ -148,6 +151,7 @@ def main() -> int:
     parser.add_argument("--shoppers", type=int, default=3000)
     parser.add_argument("--units", type=int, default=300)
     parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--only", choices=("single", "cluster"), help="run one of the two stacks only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="flashsale-bench-cluster-"))
@@ -157,9 +161,11 @@ def main() -> int:
         "commit": commit.stdout.strip(),
         "machine": f"{platform.processor() or platform.machine()}, nproc {os.cpu_count()}",
         "command": "bench/cluster.py " + " ".join(sys.argv[1:]),
-        "single": single_node(args, folder),
-        "cluster": multi_node(args, folder),
     }
+    if args.only != "cluster":
+        result["single"] = single_node(args, folder)
+    if args.only != "single":
+        result["cluster"] = multi_node(args, folder)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
