@@ -149,7 +149,9 @@ class PrivateRedis(Service):
 
 
 class TcpProxy:
-    """A TCP proxy to ``upstream_port``: ``down()`` refuses new connections and resets open ones; ``up()`` reopens."""
+    """A TCP proxy to ``upstream_port``: ``down()`` refuses new connections and resets open ones; ``up()`` reopens;
+    ``freeze()`` silences the connections open now (both ways, for good, never closed: a half-dead connection, as
+    a dropped NAT entry leaves) while new ones work."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -157,6 +159,7 @@ class TcpProxy:
         self.listener: socket.socket | None = None
         self.lock = threading.Lock()
         self.open: set[socket.socket] = set()
+        self.frozen: set[socket.socket] = set()
         self.accepted = 0
         self.refused_while_down = 0
 
@@ -190,6 +193,10 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def freeze(self) -> None:
+        with self.lock:
+            self.frozen.update(self.open)
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -211,7 +218,8 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if src not in self.frozen:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:

@@ -10,8 +10,10 @@ few seconds it counts the messages waiting in the worker's own queues over a con
 messages have been waiting for ``BROKER_STALL_SECONDS`` while the worker received none and ran none, the
 worker is stalled: it logs why and stops (a warm shutdown, then a cold one, then an exit).
 
-A busy worker is never taken for a stalled one: while any task runs, or one was received in the window, the
-clock starts again. A broker that does not answer is not a stall either (the consumer is retrying).
+A busy worker is not taken for a stalled one: while any task runs, one was received, or its queues went down
+since the last look, the clock starts again. A broker that does not answer is not a stall either (the consumer
+is retrying), nor is a queue the worker was told to stop consuming. One limit: two workers on one queue
+hide each other's stall (the healthy one keeps the queue short), which costs capacity, not the sale.
 """
 
 from __future__ import annotations
@@ -47,12 +49,8 @@ class BrokerWatch(bootsteps.StartStopStep):
         stall = settings.BROKER_STALL_SECONDS
         if stall <= 0:
             return
-        consumed = worker.app.amqp.queues.consume_from or worker.app.amqp.queues
-        queues = sorted(consumed)
         task_received.connect(self._received, weak=False)
-        self.thread = threading.Thread(
-            target=self._run, args=(worker.app, queues, stall), name="broker-watch", daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, args=(worker.app, stall), name="broker-watch", daemon=True)
         self.thread.start()
 
     def stop(self, worker) -> None:
@@ -64,14 +62,22 @@ class BrokerWatch(bootsteps.StartStopStep):
     def _received(self, **kwargs) -> None:
         self.received_at = time.monotonic()
 
-    def _run(self, app, queues: list[str], stall: float) -> None:
+    def _run(self, app, stall: float) -> None:
         interval = min(5.0, stall / 4)
         waiting_since: float | None = None
+        before = 0
         while not self.stopping.wait(interval):
+            # The queues it consumes now: one an operator cancelled (`celery control cancel_consumer`) is not
+            # its work any more
+            queues = sorted(app.amqp.queues.consume_from)
             waiting = waiting_messages(app, queues)
             now = time.monotonic()
-            busy = bool(worker_state.active_requests) or now - self.received_at < interval
-            if not waiting or busy:
+            total = sum(waiting.values())
+            # Busy: a task runs, one arrived within the last poll, or the queues went down since the last poll
+            # (it consumes; expired messages, which it drops unannounced, count too)
+            busy = bool(worker_state.active_requests) or now - self.received_at < interval or total < before
+            before = total
+            if not total or busy:
                 waiting_since = None
                 continue
             if waiting_since is None:
@@ -80,18 +86,21 @@ class BrokerWatch(bootsteps.StartStopStep):
                 logger.error(
                     "broker watch: %s waiting in %s for %.0f s and this worker received none: it stopped "
                     "consuming; shutting it down for its supervisor to start a fresh one",
-                    sum(waiting.values()), ", ".join(sorted(waiting)), now - waiting_since,
+                    total, ", ".join(sorted(waiting)), now - waiting_since,
                 )  # fmt: skip
                 self._shut_down()
                 return
 
     def _shut_down(self) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown: running tasks finish
-        if self.stopping.wait(WARM_SECONDS):
-            return
-        os.kill(os.getpid(), signal.SIGQUIT)  # cold shutdown
-        if not self.stopping.wait(COLD_SECONDS):
-            os._exit(70)
+        """Warm shutdown (running tasks finish), then cold, then an exit: a stalled worker's own connections may
+        hang its shutdown too. Whichever ends the process ends this thread with it."""
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(WARM_SECONDS)
+        logger.error("broker watch: the warm shutdown did not end within %.0f s; a cold one", WARM_SECONDS)
+        os.kill(os.getpid(), signal.SIGQUIT)
+        time.sleep(COLD_SECONDS)
+        logger.error("broker watch: the cold shutdown did not end within %.0f s; exiting", COLD_SECONDS)
+        os._exit(70)
 
 
 def waiting_messages(app, queues: list[str]) -> dict[str, int]:

@@ -83,6 +83,7 @@ defaults
     timeout http-request 10s   # slow headers are cut off here, not in the web nodes
     timeout tunnel 1h          # websockets, once upgraded
     timeout client-fin 5s
+    timeout check 5s           # a node busy with a herd answers /healthz late; it is not down
 frontend shop
     bind 127.0.0.1:{port}
     option forwardfor
@@ -94,7 +95,7 @@ backend web
     option redispatch 1   # a connection refused (a node just killed) is tried on the other node
     option httpchk GET /healthz
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2
+    default-server inter 1s fall 3 rise 2
 {servers}
 """
 

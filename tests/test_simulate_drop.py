@@ -7,6 +7,7 @@ import json
 import pytest
 from django.core.management import call_command
 
+from flashsale.simulation.shopper import UNNAMED_503_WAIT, _retry_wait
 from tests.conftest import serving_asgi
 from waitingroom import selectors
 
@@ -426,3 +427,13 @@ def test_a_purchase_still_in_progress_is_asked_again_until_it_has_its_order(monk
     # Then the shopper asks again (the same purchase) and learns it was paid, instead of giving up
     assert outcome == "bought"
     assert seen == ["purchase", "purchase", "purchase"]
+
+
+def test_the_simulated_shopper_retries_what_the_page_retries():
+    # A load balancer's own 503 names no Retry-After: the page waits 2 s and asks again; so does the shopper
+    assert _retry_wait(503, "no_error_code", None) == UNNAMED_503_WAIT == 2.0
+    assert _retry_wait(503, "service_unavailable", "3") == 3.0
+    assert _retry_wait(429, "rate_limited", "1") == 1.0
+    assert _retry_wait(408, "no_error_code", None) == 0.1  # a proxy's: the request never reached a server
+    assert _retry_wait(409, "sold_out", None) is None
+    assert _retry_wait(500, "no_error_code", None) is None

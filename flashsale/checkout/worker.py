@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 
+from billiard import current_process
 from celery import bootsteps
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
@@ -37,6 +38,7 @@ class RecoveryLoop:
 
     def start(self) -> None:
         self.thread.start()
+        logger.info("drop recovery watch: started, every %.2f s", self.interval)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -96,5 +98,6 @@ def beat_recovery_start(**kwargs) -> None:
     while a worker may end with it and take a few seconds to be started again by its supervisor; with both
     watching, a drop is rebuilt within a fraction of a second either way (under a lock, once)."""
     interval = settings.DROP_RECOVERY_POLL_SECONDS
-    if interval > 0:
+    # Beat embedded in a worker (`worker --beat`) runs in a child process: the worker's own watch covers it
+    if interval > 0 and current_process().name == "MainProcess":
         RecoveryLoop(interval).start()

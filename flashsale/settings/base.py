@@ -283,8 +283,8 @@ HOLDS_RUN_SECONDS = env.float("HOLDS_RUN_SECONDS", default=0.9)
 # A hold being placed for longer than this belongs to a placer that died: another run places it again,
 # with the same idempotency key (so Stripe answers as it did the first time). Above STRIPE_TIMEOUT.
 HOLDS_PLACING_STALE_SECONDS = env.float("HOLDS_PLACING_STALE_SECONDS", default=60.0)
-# The ticker worker asks Redis this often whether an open drop's state was lost, and rebuilds it from the
-# database at once (0 turns the watch off; the beat's once-a-second check remains).
+# The ticker worker and beat ask Redis this often whether an open drop's state was lost, and rebuild it from
+# the database at once (0 turns the watch off; the beat task's once-a-second check remains).
 DROP_RECOVERY_POLL_SECONDS = env.float("DROP_RECOVERY_POLL_SECONDS", default=0.25)
 # A Celery worker whose queues have had messages waiting this long while it received and ran none stopped
 # consuming (seen after the broker was lost): it shuts down for its supervisor to restart it (0: never).

@@ -2,7 +2,8 @@
 
 Sign in, pre-authorize the card, solve the proof-of-work, join, watch the websocket until
 admitted (polling ``GET .../queue`` whenever the socket is down or silent), buy. A 429 or a
-503 with Retry-After is retried after the wait it names, as the page does.
+503 is retried after the wait its Retry-After names (2 s when it names none: a load balancer's own 503 with
+no server up), and a proxy's 408 at once, as the page does.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DECIDED = {"admitted", "expired", "purchased", "sold_out", "payment_required"}
 CONFLICTS_TO_RETRY = {"authorization_in_progress", "purchase_in_progress"}
 MAX_ATTEMPTS = 30
 CONFLICT_WAIT = 0.5
+UNNAMED_503_WAIT = 2.0  # as the page waits after a 503 that names no Retry-After
 # GET .../queue while the socket is down, as the page does: soon when admission is near, seldom when
 # it is far (a fixed second would be 80,000 requests a second from the shoppers without a socket).
 POLL_SECONDS = 2.0  # at least, as the page (the shopper's read limit is 120/min)
@@ -395,7 +397,11 @@ class Shopper:
 def _retry_wait(status: int, code: str, retry_after: str | None) -> float | None:
     if code in CONFLICTS_TO_RETRY:
         return CONFLICT_WAIT
-    if status == 429 or (status == 503 and retry_after):
+    if status == 408:  # a proxy's "request timeout": the request never reached a server
+        return 0.1
+    if status == 503 and not retry_after:
+        return UNNAMED_503_WAIT
+    if status in (429, 503):
         try:
             return max(0.1, float(retry_after or 1))
         except ValueError:

@@ -26,10 +26,11 @@ async function call(method, url, body, headers = {}) {
 
 // --- riding out an outage ------------------------------------------------------------------------
 // A 503 (the sale's store briefly away, or being rebuilt) and a 429 say when to ask again (Retry-After);
-// no answer at all (the network, a proxy's HTML error page) is treated the same. The shopper keeps their
-// place meanwhile, and the page says so instead of showing an error.
+// no answer at all (the network, a proxy's HTML error page) is treated the same, and so is a proxy's 408
+// (the request never reached a server). The shopper keeps their place meanwhile, and the page says so
+// instead of showing an error.
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const RETRYABLE = new Set([0, 429, 503]);
+const RETRYABLE = new Set([0, 408, 429, 503]);
 let outage = false;
 
 function retryDelay(result, attempt) {

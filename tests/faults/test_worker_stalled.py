@@ -1,6 +1,7 @@
-"""A Celery worker that stopped consuming (alive, connected, reading nothing: seen after Redis was lost
+"""A Celery worker that stopped consuming (alive, "connected", reading nothing: seen after Redis was lost
 mid-sale) shuts itself down, and its supervisor (scripts/respawn.sh, as `make run` starts it) starts a fresh
-one that takes the waiting work. Real worker process, real broker, real supervisor."""
+one that takes the waiting work. Real worker process, real broker behind a TCP proxy that leaves the worker's
+connections half-dead, real supervisor."""
 
 import contextlib
 import os
@@ -16,6 +17,10 @@ from celery import Celery
 from flashsale.broker_watch import waiting_messages
 
 from .conftest import PrivateRedis
+from .test_worker_killed import wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from stack import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -24,22 +29,16 @@ STALL_SECONDS = 2
 PREFIX = f"stall{os.getpid()}"
 
 
-def wait_until(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.fixture
 def supervised_worker(tmp_path):
     broker = PrivateRedis()
     broker.start()
+    proxy = TcpProxy(broker.port)
+    proxy.up()
+    url = f"redis://127.0.0.1:{proxy.port}/0"
     log = tmp_path / "worker.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "flashsale.settings.test", "TEST_REDIS_URL": broker.url,
-           "TEST_CACHE_URL": broker.url, "FLASHSALE_TEST_PREFIX": PREFIX,
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "flashsale.settings.test", "TEST_REDIS_URL": url,
+           "TEST_CACHE_URL": url, "FLASHSALE_TEST_PREFIX": PREFIX,
            "BROKER_STALL_SECONDS": str(STALL_SECONDS)}  # fmt: skip
     name = f"stall-{os.getpid()}"
     command = ["scripts/respawn.sh", sys.executable, "-m", "celery", "-A", "flashsale", "worker", "--loglevel",
@@ -48,10 +47,10 @@ def supervised_worker(tmp_path):
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # fmt: skip
-    client = Celery("stall-test", broker=broker.url)
+    client = Celery("stall-test", broker=broker.url)  # straight to Redis, not through the proxy
     client.conf.broker_transport_options = {"global_keyprefix": f"{PREFIX}:celery:"}
     try:
-        yield client, f"{name}@{os.uname().nodename}", log
+        yield client, proxy, f"{name}@{os.uname().nodename}", log
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -59,6 +58,7 @@ def supervised_worker(tmp_path):
             process.wait(timeout=20)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        proxy.down()
         broker.kill()
 
 
@@ -67,7 +67,7 @@ def waiting(client) -> int:
 
 
 def test_a_worker_that_stopped_consuming_is_restarted_and_the_work_goes_on(supervised_worker):
-    client, name, log = supervised_worker
+    client, proxy, name, log = supervised_worker
     assert wait_until(lambda: client.control.ping(destination=[name], timeout=0.5), 60), log.read_text()[-3000:]
 
     # It consumes; and idle with nothing waiting for several stall periods, it is left alone
@@ -77,16 +77,29 @@ def test_a_worker_that_stopped_consuming_is_restarted_and_the_work_goes_on(super
     assert "broker watch" not in log.read_text()
     assert "respawn:" not in log.read_text()
 
-    # It stops consuming (as after the broker was lost) while alive and connected: work piles up
-    client.control.cancel_consumer("celery", destination=[name], reply=True, timeout=5)
+    # Its connections to the broker go half-dead: open, silent. It reads nothing more; work piles up
+    proxy.freeze()
+    time.sleep(1.5)  # the worker's BRPOP in flight (1 s) times out at Redis: its answer is lost in the silence
     client.send_task("celery.accumulate", args=(2,), queue="celery")
     time.sleep(1)
     assert waiting(client) == 1
 
-    # The watch notices, the worker shuts down, the supervisor starts a fresh one, which takes the task
-    assert wait_until(lambda: waiting(client) == 0, STALL_SECONDS + 60), log.read_text()[-3000:]
+    # The watch (on a connection of its own) notices, the worker shuts down (warm, then cold, then an exit:
+    # its own connections cannot even close cleanly), the supervisor starts a fresh one, which takes the task
+    assert wait_until(lambda: waiting(client) == 0, STALL_SECONDS + 90), log.read_text()[-3000:]
     text = log.read_text()
     assert "broker watch: 1 waiting in celery" in text, text[-3000:]
     assert "respawn: " in text, text[-3000:]
     assert "starting it again" in text, text[-3000:]
-    assert "Traceback" not in text, text[-3000:]
+
+
+def test_a_queue_an_operator_stopped_consuming_is_not_taken_for_a_stall(supervised_worker):
+    client, _, name, log = supervised_worker
+    assert wait_until(lambda: client.control.ping(destination=[name], timeout=0.5), 60), log.read_text()[-3000:]
+
+    client.control.cancel_consumer("celery", destination=[name], reply=True, timeout=5)
+    client.send_task("celery.accumulate", args=(1,), queue="celery")
+    time.sleep(4 * STALL_SECONDS)
+    assert waiting(client) == 1  # nobody took it: the operator's choice stands
+    assert "broker watch" not in log.read_text()
+    assert "respawn:" not in log.read_text()
