@@ -86,7 +86,9 @@ def test_a_small_drop_sells_every_unit_once_with_no_server_error(live_server_url
     # Winners' holds are captured; every loser's hold is canceled before the run ends.
     authorizations = report["authorizations"]
     assert authorizations["captured"] == UNITS
-    assert authorizations["failed"] == by_role["declined"].get("declined", 0)
+    # Only the declined cards' holds failed: each such shopper was told "declined", unless the sell-out
+    # reached them first (then "sold out" is their outcome, and just as final)
+    assert by_role["declined"].get("declined", 0) <= authorizations["failed"] <= sum(by_role["declined"].values())
     assert report["authorizations_open"] == 0
     assert authorizations["canceled"] == sum(authorizations.values()) - UNITS - authorizations["failed"]
     assert report["websocket"]["opened"] > 0
