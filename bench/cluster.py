@@ -42,6 +42,7 @@ KEPT = (
     "outcomes",
     "errors",
     "server_errors",
+    "simulator_loop_lag_ms",
     "seconds",
 )
 CLUSTER_BASE_PORT = 7200
